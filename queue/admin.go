@@ -1,0 +1,323 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+)
+
+// This file is the admin API: what a dashboard or an operator's script needs
+// to see and steer the queue. Every call is a handful of round trips; none
+// blocks Redis for long (listings are paginated).
+
+// Set names one of the sorted sets jobs wait in.
+type Set string
+
+// The sets.
+const (
+	SetScheduled Set = "scheduled"
+	SetRetry     Set = "retry"
+	SetDead      Set = "dead"
+)
+
+func (s Set) valid() bool { return s == SetScheduled || s == SetRetry || s == SetDead }
+
+// ErrInvalidSet is returned for a Set that is not one of the three.
+var ErrInvalidSet = errors.New("queue: invalid set")
+
+// QueueInfo describes one queue.
+type QueueInfo struct {
+	Name string
+	// Size is the number of jobs waiting.
+	Size int64
+	// Latency is how long the job at the head has waited since it was
+	// enqueued; zero for an empty queue.
+	Latency time.Duration
+	Paused  bool
+}
+
+// Queues lists every queue used in the namespace, by name.
+func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
+	names, err := c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list queues: %w", err)
+	}
+	slices.Sort(names)
+	pipe := c.db.C.Pipeline()
+	sizes := make([]*redis.IntCmd, len(names))
+	heads := make([]*redis.StringCmd, len(names))
+	paused := make([]*redis.BoolCmd, len(names))
+	for i, n := range names {
+		sizes[i] = pipe.LLen(ctx, c.db.Keys.Queue(n))
+		heads[i] = pipe.LIndex(ctx, c.db.Keys.Queue(n), 0)
+		paused[i] = pipe.SIsMember(ctx, c.db.Keys.Paused(), n)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("queue: describe queues: %w", err)
+	}
+	now := c.now()
+	out := make([]QueueInfo, len(names))
+	for i, n := range names {
+		out[i] = QueueInfo{Name: n, Size: sizes[i].Val(), Paused: paused[i].Val()}
+		if head := heads[i].Val(); head != "" {
+			if j, err := decodeEnvelope(head); err == nil {
+				out[i].Latency = max(now.Sub(j.EnqueuedAt), 0)
+			}
+		}
+	}
+	return out, nil
+}
+
+// PauseQueue stops every runner fetching from queue q until ResumeQueue;
+// jobs keep being enqueued to it, and running jobs go on.
+func (c *Client) PauseQueue(ctx context.Context, q string) error {
+	if err := checkName("queue", q); err != nil {
+		return err
+	}
+	if err := c.db.PauseQueue(ctx, q); err != nil {
+		return fmt.Errorf("queue: pause %s: %w", q, err)
+	}
+	return nil
+}
+
+// ResumeQueue lets runners fetch from queue q again, waking idle ones.
+func (c *Client) ResumeQueue(ctx context.Context, q string) error {
+	if err := checkName("queue", q); err != nil {
+		return err
+	}
+	if err := c.db.ResumeQueue(ctx, q); err != nil {
+		return fmt.Errorf("queue: resume %s: %w", q, err)
+	}
+	return nil
+}
+
+// QueueJobs lists up to limit jobs of queue q from position offset (0 = the
+// next to run).
+func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]*Job, error) {
+	if offset < 0 || limit <= 0 {
+		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
+	}
+	envs, err := c.db.C.LRange(ctx, c.db.Keys.Queue(q), int64(offset), int64(offset+limit-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list queue %s: %w", q, err)
+	}
+	out := make([]*Job, 0, len(envs))
+	for _, env := range envs {
+		j, err := decodeEnvelope(env)
+		if err != nil {
+			j = &Job{ID: rdb.EnvelopeID(env, 0), Queue: q, LastError: NewJobError(err, nil, 0, time.Time{})}
+		}
+		j.State = StateQueued
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// SetJobs lists up to limit jobs of a set from position offset, with their
+// At time and last error: the scheduled and retry sets soonest due first,
+// the dead set most recent death first.
+func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*Job, error) {
+	if !set.valid() {
+		return nil, fmt.Errorf("%w %q", ErrInvalidSet, set)
+	}
+	if offset < 0 || limit <= 0 {
+		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
+	}
+	key := c.db.Keys.Prefix() + string(set)
+	rng := redis.ZRangeArgs{Key: key, Start: offset, Stop: offset + limit - 1, Rev: set == SetDead}
+	members, err := c.db.C.ZRangeArgsWithScores(ctx, rng).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list %s: %w", set, err)
+	}
+	return c.loadWaiting(ctx, set, members)
+}
+
+// loadWaiting reads the job hashes of sorted-set members.
+func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([]*Job, error) {
+	pipe := c.db.C.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(members))
+	for i, m := range members {
+		cmds[i] = pipe.HMGet(ctx, c.db.Keys.Job(m.Member.(string)), "env", "err")
+	}
+	if len(members) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("queue: read %s jobs: %w", set, err)
+		}
+	}
+	out := make([]*Job, 0, len(members))
+	for i, m := range members {
+		id := m.Member.(string)
+		vals := cmds[i].Val()
+		env, _ := vals[0].(string)
+		j, err := decodeEnvelope(env)
+		if err != nil {
+			j = &Job{ID: id, LastError: NewJobError(err, nil, 0, time.Time{})}
+		}
+		if e, _ := vals[1].(string); e != "" {
+			var jerr JobError
+			if json.Unmarshal([]byte(e), &jerr) == nil {
+				j.LastError = &jerr
+			}
+		}
+		j.State = State(set)
+		j.At = time.UnixMilli(int64(m.Score))
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// SetSize returns the number of jobs in a set.
+func (c *Client) SetSize(ctx context.Context, set Set) (int64, error) {
+	if !set.valid() {
+		return 0, fmt.Errorf("%w %q", ErrInvalidSet, set)
+	}
+	return c.db.C.ZCard(ctx, c.db.Keys.Prefix()+string(set)).Result()
+}
+
+// move moves job id out of set to target, emitting ev on success.
+func (c *Client) move(ctx context.Context, set Set, id, target string, ev Event) error {
+	if !set.valid() {
+		return fmt.Errorf("%w %q", ErrInvalidSet, set)
+	}
+	ok, err := c.db.Move(ctx, c.now(), id, string(set), target, c.ev.encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge)
+	if err != nil {
+		return fmt.Errorf("queue: move %s from %s to %s: %w", id, set, target, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+	}
+	c.ev.handle(ctx, ev)
+	return nil
+}
+
+// RunNow moves a job from a set (scheduled, retry or dead) to the tail of its
+// queue. From the dead set this is "retry": the job keeps its attempt count;
+// raise MaxAttempts by enqueuing anew if it has none left.
+func (c *Client) RunNow(ctx context.Context, set Set, id string) error {
+	return c.move(ctx, set, id, "queue", Event{Type: EventEnqueued, JobID: id, At: c.now()})
+}
+
+// Kill moves a job from the scheduled or retry set to the dead set.
+func (c *Client) Kill(ctx context.Context, set Set, id string) error {
+	if set == SetDead {
+		return fmt.Errorf("%w: %s is already dead", ErrInvalidSet, id)
+	}
+	return c.move(ctx, set, id, "dead", Event{Type: EventDead, JobID: id, At: c.now(), Error: "killed through the admin API"})
+}
+
+// Delete removes a job from a set for good and emits a deleted event.
+func (c *Client) Delete(ctx context.Context, set Set, id string) error {
+	return c.move(ctx, set, id, "delete", Event{Type: EventDeleted, JobID: id, At: c.now()})
+}
+
+// DeleteQueued removes a waiting job from queue q (a scan of the queue, see
+// Cancel) and emits a deleted event.
+func (c *Client) DeleteQueued(ctx context.Context, q, id string) error {
+	ev := Event{Type: EventDeleted, JobID: id, Queue: q, At: c.now()}
+	ok, err := c.removeQueued(ctx, q, id, c.ev.encode(ctx, ev))
+	if err != nil {
+		return fmt.Errorf("queue: delete %s from %s: %w", id, q, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, q)
+	}
+	c.db.C.Del(ctx, c.db.Keys.Iter(id))
+	c.ev.handle(ctx, ev)
+	return nil
+}
+
+// Process is a live worker process as seen in its last heartbeat.
+type Process struct {
+	ID        string
+	Hostname  string
+	PID       int
+	Queues    []QueueWeight
+	StartedAt time.Time
+	// LastBeat is the time of the last heartbeat.
+	LastBeat time.Time
+	// Extra is what the process reported of itself (for a runner:
+	// concurrency and kinds).
+	Extra map[string]any
+	// Busy lists the jobs it runs, with iterable jobs' progress as of their
+	// last checkpoint.
+	Busy []BusyJob
+}
+
+// Processes lists the processes that heartbeat in the namespace.
+func (c *Client) Processes(ctx context.Context) ([]Process, error) {
+	ids, err := c.db.C.ZRangeWithScores(ctx, c.db.Keys.Procs(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: list processes: %w", err)
+	}
+	pipe := c.db.C.Pipeline()
+	cmds := make([]*redis.SliceCmd, len(ids))
+	for i, z := range ids {
+		cmds[i] = pipe.HMGet(ctx, c.db.Keys.Proc(z.Member.(string)), "info", "busy")
+	}
+	if len(ids) > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("queue: read processes: %w", err)
+		}
+	}
+	out := make([]Process, 0, len(ids))
+	for i, z := range ids {
+		p := Process{ID: z.Member.(string), LastBeat: time.UnixMilli(int64(z.Score))}
+		vals := cmds[i].Val()
+		if s, _ := vals[0].(string); s != "" {
+			var info processInfo
+			if json.Unmarshal([]byte(s), &info) == nil {
+				p.Hostname, p.PID, p.Queues, p.StartedAt, p.Extra = info.Hostname, info.PID, info.Queues, info.StartedAt, info.Extra
+			}
+		}
+		if s, _ := vals[1].(string); s != "" {
+			_ = json.Unmarshal([]byte(s), &p.Busy)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// DayStats are the counters of one UTC day.
+type DayStats struct {
+	Day       string // yyyy-mm-dd
+	Processed int64  // jobs that succeeded
+	Failed    int64  // failed attempts (each retry and each death)
+}
+
+// Stats returns the processed and failed counters of the last days UTC
+// days, today first, and the all-time totals.
+func (c *Client) Stats(ctx context.Context, days int) ([]DayStats, DayStats, error) {
+	if days < 0 {
+		return nil, DayStats{}, errors.New("queue: days must not be negative")
+	}
+	now := c.now()
+	keys := []string{c.db.Keys.Stat("processed"), c.db.Keys.Stat("failed")}
+	out := make([]DayStats, days)
+	for i := range days {
+		d := rdb.Day(now.AddDate(0, 0, -i))
+		out[i].Day = d
+		keys = append(keys, c.db.Keys.StatDay("processed", d), c.db.Keys.StatDay("failed", d))
+	}
+	vals, err := c.db.C.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, DayStats{}, fmt.Errorf("queue: read stats: %w", err)
+	}
+	num := func(v any) int64 {
+		s, _ := v.(string)
+		var n int64
+		_, _ = fmt.Sscan(s, &n)
+		return n
+	}
+	total := DayStats{Day: "total", Processed: num(vals[0]), Failed: num(vals[1])}
+	for i := range out {
+		out[i].Processed, out[i].Failed = num(vals[2+2*i]), num(vals[3+2*i])
+	}
+	return out, total, nil
+}

@@ -1,0 +1,414 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+)
+
+// Defaults for Config.
+const (
+	// NamespaceDefault prefixes every key: "{iterjob}:...".
+	NamespaceDefault = rdb.NamespaceDefault
+	// DeadMaxJobsDefault caps the dead set; the oldest deaths go first.
+	DeadMaxJobsDefault = 10_000
+	// DeadMaxAgeDefault is how long a job stays in the dead set.
+	DeadMaxAgeDefault = 180 * 24 * time.Hour
+	// enqueueChunk bounds the jobs one script call adds.
+	enqueueChunk = 500
+)
+
+// Config configures a Client. The zero value is usable.
+type Config struct {
+	// Namespace prefixes every key. Clients, runners and stores that share
+	// jobs must share it. Default NamespaceDefault.
+	Namespace string
+	// Logger receives the client's logs. Default slog.Default().
+	Logger *slog.Logger
+	// PublishEvents publishes lifecycle events as JSON on the namespace's
+	// events channel (see Subscribe). Default off: each event costs Redis a
+	// PUBLISH.
+	PublishEvents bool
+	// OnEvent, if set, is called in-process for every event this client
+	// causes, whether or not events are published. It must be quick.
+	OnEvent func(context.Context, Event)
+	// Middleware wraps every enqueue, outermost first.
+	Middleware []Middleware
+	// DeadMaxJobs caps the dead set (admin moves to it). Zero means
+	// DeadMaxJobsDefault.
+	DeadMaxJobs int
+	// DeadMaxAge is how long dead jobs are kept. Zero means
+	// DeadMaxAgeDefault.
+	DeadMaxAge time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = NamespaceDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.DeadMaxJobs == 0 {
+		c.DeadMaxJobs = DeadMaxJobsDefault
+	}
+	if c.DeadMaxAge == 0 {
+		c.DeadMaxAge = DeadMaxAgeDefault
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if err := checkName("namespace", c.Namespace); err != nil {
+		return err
+	}
+	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 {
+		return errors.New("queue: DeadMaxJobs and DeadMaxAge must not be negative")
+	}
+	return nil
+}
+
+// Middleware wraps an enqueue. It may change the job (add Meta, set a
+// queue), return an error to stop the enqueue (the caller gets the error),
+// or call next to go on.
+type Middleware func(ctx context.Context, job *Job, next func(context.Context, *Job) error) error
+
+// Client enqueues jobs and manages them. It is safe for concurrent use.
+type Client struct {
+	db  *rdb.DB
+	cfg Config
+	ev  emitter
+	now func() time.Time
+}
+
+// NewClient returns a client on rdb, which it never closes.
+func NewClient(c redis.UniversalClient, cfg Config) (*Client, error) {
+	if c == nil {
+		return nil, errors.New("queue: NewClient needs a Redis client")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Client{
+		db:  rdb.New(c, cfg.Namespace),
+		cfg: cfg,
+		ev:  emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		now: time.Now,
+	}, nil
+}
+
+// EnqueueOpts are per-job options. A nil *EnqueueOpts means all defaults.
+type EnqueueOpts struct {
+	// Queue is the queue to wait in. Default QueueDefault.
+	Queue string
+	// In delays the job by this long. At wins when both are set.
+	In time.Duration
+	// At runs the job at this time; a time in the past runs it at once.
+	At time.Time
+	// MaxAttempts caps attempts before the job dies. Zero means the
+	// runner's default for the kind.
+	MaxAttempts int
+	// UniqueKey makes the job unique: while a job holding the key exists,
+	// enqueuing another with the same key adds nothing and reports the
+	// existing one as a duplicate.
+	UniqueKey string
+	// UniqueFor is how long the key is held. Zero means until the job
+	// finishes: it succeeds, dies or is cancelled. Interruptions and retries
+	// keep holding it.
+	UniqueFor time.Duration
+	// Meta annotates the job; it travels with it and with its events.
+	Meta map[string]string
+}
+
+// Result is the outcome of one enqueue.
+type Result struct {
+	// Job is the job as enqueued (for a duplicate: as it would have been,
+	// with ID set to the existing job's id).
+	Job *Job
+	// Duplicate means a job holding the same UniqueKey already exists;
+	// nothing was added.
+	Duplicate bool
+	// Scheduled means the job waits in the scheduled set until it is due.
+	Scheduled bool
+}
+
+// Params is one job of EnqueueMany.
+type Params struct {
+	Kind string
+	Args any
+	Opts *EnqueueOpts
+}
+
+// Enqueue adds one job of kind with args (any value encoding/json accepts; a
+// json.RawMessage is used as is).
+func (c *Client) Enqueue(ctx context.Context, kind string, args any, opts *EnqueueOpts) (*Result, error) {
+	res, err := c.EnqueueMany(ctx, []Params{{Kind: kind, Args: args, Opts: opts}})
+	if err != nil {
+		return nil, err
+	}
+	return &res[0], nil
+}
+
+type pending struct {
+	job *Job
+	ev  Event
+	new rdb.NewJob
+}
+
+// EnqueueMany adds jobs in as few round trips as it can (one per 500 jobs).
+// Results are in the order of params. If a job fails to build (bad args, a
+// middleware error), nothing is added.
+func (c *Client) EnqueueMany(ctx context.Context, params []Params) ([]Result, error) {
+	now := c.now()
+	batch := make([]pending, 0, len(params))
+	for i, p := range params {
+		pj, err := c.build(ctx, now, p)
+		if err != nil {
+			if len(params) > 1 {
+				return nil, fmt.Errorf("queue: job %d of %d: %w", i+1, len(params), err)
+			}
+			return nil, err
+		}
+		batch = append(batch, pj)
+	}
+	out := make([]Result, 0, len(batch))
+	for start := 0; start < len(batch); start += enqueueChunk {
+		chunk := batch[start:min(start+enqueueChunk, len(batch))]
+		jobs := make([]rdb.NewJob, len(chunk))
+		for i := range chunk {
+			jobs[i] = chunk[i].new
+		}
+		replies, err := c.db.Enqueue(ctx, now, jobs)
+		if err != nil {
+			return nil, fmt.Errorf("queue: enqueue %d jobs: %w", len(jobs), err)
+		}
+		for i, r := range replies {
+			j := chunk[i].job
+			switch r.Status {
+			case rdb.StatusQueued:
+				c.ev.handle(ctx, chunk[i].ev)
+				out = append(out, Result{Job: j})
+			case rdb.StatusScheduled:
+				c.ev.handle(ctx, chunk[i].ev)
+				out = append(out, Result{Job: j, Scheduled: true})
+			case rdb.StatusDuplicate:
+				j.ID = r.ID
+				out = append(out, Result{Job: j, Duplicate: true})
+			default:
+				return nil, fmt.Errorf("queue: unexpected enqueue status %d for job %s", r.Status, j.ID)
+			}
+		}
+	}
+	return out, nil
+}
+
+// build runs the middleware on a new job and encodes it.
+func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, error) {
+	if err := checkName("kind", p.Kind); err != nil {
+		return pending{}, err
+	}
+	var o EnqueueOpts
+	if p.Opts != nil {
+		o = *p.Opts
+	}
+	if o.Queue == "" {
+		o.Queue = QueueDefault
+	}
+	if o.MaxAttempts < 0 || o.UniqueFor < 0 {
+		return pending{}, errors.New("queue: MaxAttempts and UniqueFor must not be negative")
+	}
+	args, err := encodeArgs(p.Args)
+	if err != nil {
+		return pending{}, fmt.Errorf("queue: encode args of %s: %w", p.Kind, err)
+	}
+	j := &Job{
+		ID:          NewID(),
+		Kind:        p.Kind,
+		Queue:       o.Queue,
+		Args:        args,
+		MaxAttempts: o.MaxAttempts,
+		EnqueuedAt:  now.Truncate(time.Microsecond),
+		UniqueKey:   o.UniqueKey,
+		Meta:        o.Meta,
+		Attempt:     1,
+	}
+	var due time.Time
+	switch {
+	case !o.At.IsZero():
+		due = o.At
+	case o.In > 0:
+		due = now.Add(o.In)
+	}
+	var out pending
+	final := func(ctx context.Context, j *Job) error {
+		if err := checkName("queue", j.Queue); err != nil {
+			return err
+		}
+		env, err := j.encodeEnvelope()
+		if err != nil {
+			return err
+		}
+		typ := EventEnqueued
+		var runAt *time.Time
+		dueMs := int64(0)
+		if due.After(now) {
+			typ = EventScheduled
+			runAt = &due
+			dueMs = due.UnixMilli()
+		}
+		ev := NewEvent(typ, j, now)
+		ev.RunAt = runAt
+		out = pending{job: j, ev: ev, new: rdb.NewJob{
+			ID: j.ID, Queue: j.Queue, Envelope: env, Due: dueMs,
+			UniqueHash: uniqueHash(j.UniqueKey), UniqueTTLMs: o.UniqueFor.Milliseconds(),
+			Event: c.ev.encode(ctx, ev),
+		}}
+		return nil
+	}
+	if err := chain(c.cfg.Middleware, final)(ctx, j); err != nil {
+		return pending{}, err
+	}
+	if out.job == nil {
+		return pending{}, fmt.Errorf("queue: middleware returned without calling next for job %s", j.Kind)
+	}
+	return out, nil
+}
+
+func chain(mw []Middleware, final func(context.Context, *Job) error) func(context.Context, *Job) error {
+	next := final
+	for i := len(mw) - 1; i >= 0; i-- {
+		m, inner := mw[i], next
+		next = func(ctx context.Context, j *Job) error { return m(ctx, j, inner) }
+	}
+	return next
+}
+
+func encodeArgs(args any) (json.RawMessage, error) {
+	switch a := args.(type) {
+	case json.RawMessage:
+		if !json.Valid(a) {
+			return nil, errors.New("args are not valid JSON")
+		}
+		return a, nil
+	case nil:
+		return json.RawMessage("null"), nil
+	}
+	return json.Marshal(args)
+}
+
+// State is where a job is.
+type State string
+
+// Job states.
+const (
+	StateQueued    State = "queued"
+	StateScheduled State = "scheduled"
+	StateRunning   State = "running"
+	StateRetry     State = "retry"
+	StateDead      State = "dead"
+)
+
+// CancelPendingTTL is how long a cancellation stays pending for a job that
+// was not found where it could be removed at once (a running job, or one
+// moving while Cancel looked for it).
+const CancelPendingTTL = 7 * 24 * time.Hour
+
+// Cancel cancels the job with id. A job waiting in a queue, the scheduled,
+// retry or dead set is removed at once and its uniqueness key released. A
+// running job is stopped by its runner within about a second: an iterable
+// job with OnStop(Cancelled), a plain job by cancelling its context; it is
+// not retried or re-enqueued. Cancel returns the state the job was in, or
+// ErrNotFound.
+//
+// The cancellation is recorded first, so a job that moves while Cancel looks
+// for it (fetched, re-enqueued, retried) is still cancelled: a runner drops
+// it when it next fetches it. Finding a queued job scans its queue from the
+// tail (as Sidekiq's API does); cancel jobs in very long queues sparingly.
+func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
+	now := c.now()
+	ev := Event{Type: EventCancelled, JobID: id, At: now}
+	evJSON := c.ev.encode(ctx, ev)
+	if st, err := c.cancelOutsideQueues(ctx, ev, evJSON, false); st != "" || err != nil {
+		return st, err
+	}
+	removed, err := c.removeQueued(ctx, "", id, evJSON)
+	if err != nil {
+		return "", fmt.Errorf("queue: cancel %s: %w", id, err)
+	}
+	if removed {
+		c.ev.handle(ctx, ev)
+		return StateQueued, nil
+	}
+	// Not in a queue now: it may have moved meanwhile. Look again, and
+	// forget the cancellation only if the job is nowhere.
+	if st, err := c.cancelOutsideQueues(ctx, ev, evJSON, true); st != "" || err != nil {
+		return st, err
+	}
+	return "", fmt.Errorf("%w: %s", ErrNotFound, id)
+}
+
+// cancelOutsideQueues records the cancellation and carries it out if the
+// job waits in a sorted set or runs; "" means it was found in neither.
+func (c *Client) cancelOutsideQueues(ctx context.Context, ev Event, evJSON []byte, forget bool) (State, error) {
+	st, err := c.db.Cancel(ctx, c.now(), ev.JobID, evJSON, CancelPendingTTL, forget)
+	if err != nil {
+		return "", fmt.Errorf("queue: cancel %s: %w", ev.JobID, err)
+	}
+	switch State(st) {
+	case StateScheduled, StateRetry, StateDead:
+		c.ev.handle(ctx, ev)
+	}
+	return State(st), nil
+}
+
+// removeQueued removes job id from queue q (every queue when q is empty),
+// scanning from the tail so that jobs taken from the head meanwhile cannot
+// make it skip any, and emits evJSON.
+func (c *Client) removeQueued(ctx context.Context, q, id string, evJSON []byte) (bool, error) {
+	queues := []string{q}
+	if q == "" {
+		var err error
+		if queues, err = c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result(); err != nil {
+			return false, err
+		}
+	}
+	prefix := "1|" + id + "|"
+	const page = 1000
+	for _, q := range queues {
+		key := c.db.Keys.Queue(q)
+		// Negative indexes count from the tail: taking jobs from the head
+		// does not move them, and enqueuing at the tail only moves jobs
+		// toward pages not yet read.
+		for end := int64(-1); ; end -= page {
+			envs, err := c.db.C.LRange(ctx, key, end-page+1, end).Result()
+			if err != nil {
+				return false, err
+			}
+			for i := len(envs) - 1; i >= 0; i-- {
+				if !strings.HasPrefix(envs[i], prefix) {
+					continue
+				}
+				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], evJSON, true)
+				if err != nil || ok {
+					return ok, err
+				}
+			}
+			if len(envs) < page {
+				break
+			}
+		}
+	}
+	return false, nil
+}
+
+// Namespace returns the namespace the client works in.
+func (c *Client) Namespace() string { return c.cfg.Namespace }

@@ -1,0 +1,698 @@
+package queue
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+)
+
+// Defaults for ConsumerConfig.
+const (
+	// HeartbeatIntervalDefault is how often a process says it is alive.
+	HeartbeatIntervalDefault = 5 * time.Second
+	// DeadAfterDefault is how long after its last heartbeat a process is
+	// presumed dead and its in-flight jobs are handed to live ones.
+	DeadAfterDefault = 30 * time.Second
+	// MaxRecoveriesDefault is how many times a job may be taken back from a
+	// worker that died running it before it is treated as a poison pill and
+	// sent to the dead set.
+	MaxRecoveriesDefault = 3
+	// IdleWakeDefault is the longest an idle consumer waits without a
+	// notification before it looks at its queues anyway (a safety net for
+	// notifications lost while the pub/sub connection was down).
+	IdleWakeDefault = 2 * time.Second
+)
+
+// QueueWeight is one queue a consumer takes jobs from.
+type QueueWeight struct {
+	Name string
+	// Weight is how often the queue is looked at first, relative to the
+	// others (weighted mode), or its rank (strict mode: higher first).
+	// Zero means 1.
+	Weight int
+}
+
+// ParseQueues parses "urgent:10,default:1,low" (a missing weight is 1).
+func ParseQueues(s string) ([]QueueWeight, error) {
+	var out []QueueWeight
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, w, hasW := strings.Cut(part, ":")
+		q := QueueWeight{Name: name, Weight: 1}
+		if hasW {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("%w: weight %q of queue %q must be a positive integer", ErrInvalidName, w, name)
+			}
+			q.Weight = n
+		}
+		if err := checkName("queue", name); err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no queues in %q", ErrInvalidName, s)
+	}
+	return out, nil
+}
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	// Namespace must match the clients'. Default NamespaceDefault.
+	Namespace string
+	// Logger receives logs. Default slog.Default().
+	Logger *slog.Logger
+	// ProcessID names this process in Redis; it must be unique among live
+	// processes. Default host:pid:random.
+	ProcessID string
+	// Queues to take jobs from. Default [{default 1}].
+	Queues []QueueWeight
+	// StrictPriority looks at queues in order of weight, highest first, on
+	// every fetch. Default off: weighted random order, so a queue of weight
+	// 10 is looked at first ten times as often as one of weight 1.
+	StrictPriority bool
+	// HeartbeatInterval: see HeartbeatIntervalDefault. Zero means the
+	// default.
+	HeartbeatInterval time.Duration
+	// DeadAfter: see DeadAfterDefault. Zero means the default; it must be at
+	// least twice HeartbeatInterval. It bounds how long clocks of worker
+	// hosts may disagree.
+	DeadAfter time.Duration
+	// MaxRecoveries: see MaxRecoveriesDefault. Zero means the default.
+	MaxRecoveries int
+	// IdleWake: see IdleWakeDefault. Zero means the default.
+	IdleWake time.Duration
+	// DeadMaxJobs and DeadMaxAge cap the dead set (see Config).
+	DeadMaxJobs int
+	DeadMaxAge  time.Duration
+	// PublishEvents and OnEvent: see Config.
+	PublishEvents bool
+	OnEvent       func(context.Context, Event)
+	// Info is extra process information shown by the admin API (for
+	// example the concurrency); it is encoded as JSON.
+	Info map[string]any
+}
+
+func (c ConsumerConfig) withDefaults() ConsumerConfig {
+	if c.Namespace == "" {
+		c.Namespace = NamespaceDefault
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ProcessID == "" {
+		host, _ := os.Hostname()
+		c.ProcessID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), NewID()[:6])
+	}
+	if len(c.Queues) == 0 {
+		c.Queues = []QueueWeight{{Name: QueueDefault, Weight: 1}}
+	}
+	c.Queues = slices.Clone(c.Queues)
+	for i := range c.Queues {
+		if c.Queues[i].Weight == 0 {
+			c.Queues[i].Weight = 1
+		}
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = HeartbeatIntervalDefault
+	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = max(DeadAfterDefault, 2*c.HeartbeatInterval)
+	}
+	if c.MaxRecoveries == 0 {
+		c.MaxRecoveries = MaxRecoveriesDefault
+	}
+	if c.IdleWake == 0 {
+		c.IdleWake = IdleWakeDefault
+	}
+	if c.DeadMaxJobs == 0 {
+		c.DeadMaxJobs = DeadMaxJobsDefault
+	}
+	if c.DeadMaxAge == 0 {
+		c.DeadMaxAge = DeadMaxAgeDefault
+	}
+	return c
+}
+
+func (c ConsumerConfig) validate() error {
+	if err := checkName("namespace", c.Namespace); err != nil {
+		return err
+	}
+	if strings.ContainsAny(c.ProcessID, "{}") {
+		return fmt.Errorf("%w: process id %q", ErrInvalidName, c.ProcessID)
+	}
+	seen := map[string]bool{}
+	for _, q := range c.Queues {
+		if err := checkName("queue", q.Name); err != nil {
+			return err
+		}
+		if q.Weight < 0 {
+			return fmt.Errorf("queue: weight of %s must be positive", q.Name)
+		}
+		if seen[q.Name] {
+			return fmt.Errorf("queue: queue %s listed twice", q.Name)
+		}
+		seen[q.Name] = true
+	}
+	if c.HeartbeatInterval < 0 || c.DeadAfter < 2*c.HeartbeatInterval {
+		return fmt.Errorf("queue: DeadAfter (%s) must be at least twice HeartbeatInterval (%s)", c.DeadAfter, c.HeartbeatInterval)
+	}
+	if c.MaxRecoveries < 0 || c.IdleWake < 0 || c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 {
+		return errors.New("queue: MaxRecoveries, IdleWake, DeadMaxJobs and DeadMaxAge must not be negative")
+	}
+	return nil
+}
+
+// Consumer is the worker side of the queue: it fetches jobs crash-safely
+// and finishes them. A job runner (package runner) owns one per process;
+// most applications never use it directly.
+//
+// Fetching moves jobs atomically from a queue into this process's in-flight
+// set and gives each a new lease. The process heartbeats; when a process
+// stops heartbeating for DeadAfter, any live consumer returns its in-flight
+// jobs to the head of their queues (Reap). Every way a job leaves the
+// in-flight set (Ack, Requeue, Schedule, Retry, Kill, Cancelled) is
+// accepted only from the run holding the job's current lease.
+type Consumer struct {
+	db   *rdb.DB
+	cfg  ConsumerConfig
+	ev   emitter
+	log  *slog.Logger
+	now  func() time.Time
+	mine map[string]bool
+
+	started time.Time
+
+	mu     sync.Mutex
+	ps     *redis.PubSub
+	wake   chan struct{}
+	done   chan struct{}
+	wg     sync.WaitGroup
+	beaten bool
+}
+
+// NewConsumer returns a consumer on c, which it never closes.
+func NewConsumer(c redis.UniversalClient, cfg ConsumerConfig) (*Consumer, error) {
+	if c == nil {
+		return nil, errors.New("queue: NewConsumer needs a Redis client")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	mine := make(map[string]bool, len(cfg.Queues))
+	for _, q := range cfg.Queues {
+		mine[q.Name] = true
+	}
+	return &Consumer{
+		db:      rdb.New(c, cfg.Namespace),
+		cfg:     cfg,
+		ev:      emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		log:     cfg.Logger,
+		now:     time.Now,
+		mine:    mine,
+		wake:    make(chan struct{}, 1),
+		started: time.Now(),
+	}, nil
+}
+
+// ProcessID returns the id this consumer registers under.
+func (c *Consumer) ProcessID() string { return c.cfg.ProcessID }
+
+// Config returns the consumer's configuration with defaults applied.
+func (c *Consumer) Config() ConsumerConfig { return c.cfg }
+
+// Start subscribes to work notifications and registers the process. Jobs
+// fetched after Start returns are covered by notifications.
+func (c *Consumer) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ps != nil {
+		return errors.New("queue: consumer already started")
+	}
+	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify())
+	if _, err := ps.Receive(ctx); err != nil {
+		_ = ps.Close()
+		return fmt.Errorf("queue: subscribe to notifications: %w", err)
+	}
+	if _, err := c.heartbeat(ctx, nil, true); err != nil {
+		_ = ps.Close()
+		return err
+	}
+	c.ps = ps
+	c.done = make(chan struct{})
+	c.wg.Add(1)
+	go c.listen(ps.Channel(redis.WithChannelSize(64)))
+	return nil
+}
+
+func (c *Consumer) listen(msgs <-chan *redis.Message) {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			if c.mine[m.Payload] {
+				c.Wake()
+			}
+		}
+	}
+}
+
+// Wake makes a pending or the next Wait return at once.
+func (c *Consumer) Wake() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Wait blocks until work may be waiting in one of the consumer's queues (a
+// notification, or IdleWake passed) or ctx ends. Call it after a Fetch that
+// found nothing.
+func (c *Consumer) Wait(ctx context.Context) {
+	t := time.NewTimer(c.cfg.IdleWake)
+	defer t.Stop()
+	select {
+	case <-c.wake:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Stop ends the notification subscription and, if no job is left in flight,
+// removes the process from the registry. A process stopped with jobs in
+// flight stays registered until reaped, so those jobs are recovered.
+func (c *Consumer) Stop(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ps == nil {
+		return nil
+	}
+	close(c.done)
+	err := c.ps.Close()
+	c.wg.Wait()
+	c.ps = nil
+	n, ierr := c.db.C.HLen(ctx, c.db.Keys.Inflight(c.cfg.ProcessID)).Result()
+	if ierr == nil && n == 0 {
+		pipe := c.db.C.TxPipeline()
+		pipe.ZRem(ctx, c.db.Keys.Procs(), c.cfg.ProcessID)
+		pipe.Del(ctx, c.db.Keys.Proc(c.cfg.ProcessID))
+		_, ierr = pipe.Exec(ctx)
+	} else if ierr == nil {
+		c.log.WarnContext(ctx, "queue: stopping with jobs in flight; they return to their queues when this process is reaped",
+			slog.String("process", c.cfg.ProcessID), slog.Int64("in_flight", n))
+	}
+	return errors.Join(err, ierr)
+}
+
+// order returns the queues in the order this fetch looks at them.
+func (c *Consumer) order() []string {
+	qs := c.cfg.Queues
+	out := make([]string, 0, len(qs))
+	if c.cfg.StrictPriority || len(qs) == 1 {
+		sorted := slices.Clone(qs)
+		slices.SortStableFunc(sorted, func(a, b QueueWeight) int { return cmp.Compare(b.Weight, a.Weight) })
+		for _, q := range sorted {
+			out = append(out, q.Name)
+		}
+		return out
+	}
+	// Weighted random order without replacement.
+	left := slices.Clone(qs)
+	total := 0
+	for _, q := range left {
+		total += q.Weight
+	}
+	for len(left) > 0 {
+		r := rand.IntN(total)
+		i := 0
+		for ; r >= left[i].Weight; i++ {
+			r -= left[i].Weight
+		}
+		out = append(out, left[i].Name)
+		total -= left[i].Weight
+		left = slices.Delete(left, i, i+1)
+	}
+	return out
+}
+
+// Fetch takes up to n jobs in one round trip. A job whose payload cannot be
+// decoded goes to the dead set (with ErrInvalidPayload as its error), and a
+// job recovered from dead workers more than MaxRecoveries times goes there
+// as a poison pill; neither is returned.
+func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	got, err := c.db.Fetch(ctx, c.cfg.ProcessID, n, c.order(), c.now(), c.ev.publish)
+	if errors.Is(err, rdb.ErrReaped) {
+		return nil, fmt.Errorf("%w: %s (heartbeat to register again)", ErrReaped, c.cfg.ProcessID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue: fetch: %w", err)
+	}
+	jobs := make([]*Job, 0, len(got))
+	for _, f := range got {
+		j, err := decodeEnvelope(f.Envelope)
+		if err != nil {
+			id := rdb.EnvelopeID(f.Envelope, f.Lease)
+			c.log.ErrorContext(ctx, "queue: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
+			bad := &Job{ID: id, Lease: f.Lease, Attempt: 1}
+			if kerr := c.kill(ctx, bad, nil, NewJobError(err, nil, 1, c.now()), nil); kerr != nil {
+				c.log.ErrorContext(ctx, "queue: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
+			}
+			continue
+		}
+		j.Lease = f.Lease
+		j.State = StateRunning
+		if j.Recovered > c.cfg.MaxRecoveries {
+			perr := fmt.Errorf("queue: poison pill: the worker running this job died %d times (max %d)", j.Recovered, c.cfg.MaxRecoveries)
+			c.log.ErrorContext(ctx, "queue: poison pill sent to the dead set", slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.Int("recovered", j.Recovered))
+			ev := NewEvent(EventDead, j, c.now())
+			ev.Error = perr.Error()
+			if kerr := c.Kill(ctx, j, NewJobError(perr, nil, j.Attempt, c.now()), &ev); kerr != nil {
+				c.log.ErrorContext(ctx, "queue: kill poison pill", slog.String("jid", j.ID), slog.Any("error", kerr))
+			}
+			continue
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+// Done is a succeeded job to acknowledge, with its event (nil for the
+// default succeeded event).
+type Done struct {
+	Job   *Job
+	Event *Event
+}
+
+// Ack completes succeeded jobs in one round trip: each is deleted, its
+// uniqueness key released and the processed counters bumped. It returns the
+// ids of jobs whose lease had moved on (left alone).
+func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
+	if len(done) == 0 {
+		return nil, nil
+	}
+	now := c.now()
+	owned := make([]rdb.Owned, len(done))
+	withEvents := c.ev.publish || c.ev.handler != nil
+	var evs []Event
+	if withEvents {
+		evs = make([]Event, len(done))
+	}
+	for i, d := range done {
+		owned[i] = rdb.Owned{ID: d.Job.ID, Lease: d.Job.Lease}
+		if withEvents {
+			ev := NewEvent(EventSucceeded, d.Job, now)
+			if d.Event != nil {
+				ev = *d.Event
+			}
+			evs[i] = ev
+			owned[i].Event = c.ev.encode(ctx, ev)
+		}
+	}
+	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned)
+	if err != nil {
+		return nil, fmt.Errorf("queue: ack %d jobs: %w", len(done), err)
+	}
+	if c.ev.handler != nil {
+		for i := range evs {
+			if !slices.Contains(stale, done[i].Job.ID) {
+				c.ev.handle(ctx, evs[i])
+			}
+		}
+	}
+	return stale, nil
+}
+
+// Release hands fetched jobs that never started back to the head of their
+// queues, as if never fetched (a process shutting down).
+func (c *Consumer) Release(ctx context.Context, jobs []*Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	owned := make([]rdb.Owned, len(jobs))
+	for i, j := range jobs {
+		owned[i] = rdb.Owned{ID: j.ID, Lease: j.Lease}
+	}
+	if _, err := c.db.Release(ctx, c.cfg.ProcessID, owned); err != nil {
+		return fmt.Errorf("queue: release %d jobs: %w", len(jobs), err)
+	}
+	return nil
+}
+
+func (c *Consumer) finish(ctx context.Context, j *Job, f rdb.Finish, ev *Event) error {
+	now := c.now()
+	f.ProcID, f.ID, f.Lease = c.cfg.ProcessID, j.ID, j.Lease
+	f.DeadMax, f.DeadMaxAge = c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge
+	if ev != nil {
+		f.Event = c.ev.encode(ctx, *ev)
+	}
+	ok, err := c.db.Finish(ctx, now, f)
+	if err != nil {
+		return fmt.Errorf("queue: %s %s: %w", f.Action, j.ID, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s %s (lease %d)", ErrLeaseLost, f.Action, j.ID, j.Lease)
+	}
+	if ev != nil {
+		c.ev.handle(ctx, *ev)
+	}
+	return nil
+}
+
+// Requeue puts a running job back at the head of its queue: an interruption,
+// not a failure. Its id, queue, arguments and attempt are kept; changes a
+// server middleware made to j.Meta are kept too, as by every way a job goes
+// back (Schedule, Retry, Kill).
+func (c *Consumer) Requeue(ctx context.Context, j *Job, ev *Event) error {
+	env, err := j.encodeEnvelope()
+	if err != nil {
+		return err
+	}
+	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionRequeue, NewEnvelope: env}, ev)
+}
+
+// Schedule puts a running job in the scheduled set to run at at, without
+// counting an attempt (snooze, throttle).
+func (c *Consumer) Schedule(ctx context.Context, j *Job, at time.Time, ev *Event) error {
+	env, err := j.encodeEnvelope()
+	if err != nil {
+		return err
+	}
+	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionSchedule, Due: at.UnixMilli(), NewEnvelope: env}, ev)
+}
+
+// Retry records a failed attempt and puts the job in the retry set, due at
+// at, with its attempt number raised by one.
+func (c *Consumer) Retry(ctx context.Context, j *Job, at time.Time, jerr *JobError, ev *Event) error {
+	next := *j
+	next.Attempt = j.Attempt + 1
+	env, err := next.encodeEnvelope()
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(jerr)
+	if err != nil {
+		return fmt.Errorf("queue: encode job error: %w", err)
+	}
+	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionRetry, Due: at.UnixMilli(), NewEnvelope: env, Error: b}, ev)
+}
+
+// Kill records a failure and moves the job to the dead set, releasing its
+// uniqueness key. The dead set is trimmed to its caps.
+func (c *Consumer) Kill(ctx context.Context, j *Job, jerr *JobError, ev *Event) error {
+	env, err := j.encodeEnvelope()
+	if err != nil {
+		return err
+	}
+	return c.kill(ctx, j, env, jerr, ev)
+}
+
+func (c *Consumer) kill(ctx context.Context, j *Job, env []byte, jerr *JobError, ev *Event) error {
+	b, err := json.Marshal(jerr)
+	if err != nil {
+		return fmt.Errorf("queue: encode job error: %w", err)
+	}
+	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionDead, NewEnvelope: env, Error: b}, ev)
+}
+
+// Cancelled forgets a running job that stopped because it was cancelled.
+func (c *Consumer) Cancelled(ctx context.Context, j *Job, ev *Event) error {
+	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionCancel}, ev)
+}
+
+// CancelRequested reports, in one round trip, which of the running jobs ids
+// have a pending cancellation.
+func (c *Consumer) CancelRequested(ctx context.Context, ids []string) ([]bool, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	scores, err := c.db.C.ZMScore(ctx, c.db.Keys.Cancels(), ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: read pending cancellations: %w", err)
+	}
+	out := make([]bool, len(ids))
+	for i, sc := range scores {
+		out[i] = sc > 0 // request times in ms; 0 is a missing member
+	}
+	return out, nil
+}
+
+// Publish sends an event that no queue change carries (started, resumed,
+// checkpointed) to the in-process handler and, if enabled, the channel.
+func (c *Consumer) Publish(ctx context.Context, ev Event) { c.ev.send(ctx, c.db, ev) }
+
+// BusyJob is a job a process is running, as shown by the admin API.
+type BusyJob struct {
+	ID        string    `json:"jid"`
+	Kind      string    `json:"kind"`
+	Queue     string    `json:"queue"`
+	Run       int64     `json:"run"`
+	StartedAt time.Time `json:"started_at"`
+	Iterable  bool      `json:"iterable"`
+	// Progress is an iterable job's progress as of its last checkpoint.
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// processInfo is what the admin API shows of a process.
+type processInfo struct {
+	ID        string         `json:"id"`
+	Hostname  string         `json:"hostname"`
+	PID       int            `json:"pid"`
+	Queues    []QueueWeight  `json:"queues"`
+	Strict    bool           `json:"strict,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+	Extra     map[string]any `json:"extra,omitempty"`
+}
+
+// Heartbeat records the process as alive with the jobs it runs. It returns
+// false when the process had been presumed dead and reaped since its last
+// beat: its in-flight jobs were handed to other processes, so every run it
+// still has is stale.
+func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.heartbeat(ctx, busy, !c.beaten)
+}
+
+func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (bool, error) {
+	host, _ := os.Hostname()
+	info, err := json.Marshal(processInfo{
+		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: c.cfg.Queues,
+		Strict: c.cfg.StrictPriority, StartedAt: c.started, Extra: c.cfg.Info,
+	})
+	if err != nil {
+		return false, fmt.Errorf("queue: encode process info: %w", err)
+	}
+	if busy == nil {
+		busy = []BusyJob{}
+	}
+	b, err := json.Marshal(busy)
+	if err != nil {
+		return false, fmt.Errorf("queue: encode busy jobs: %w", err)
+	}
+	alive, err := c.db.Heartbeat(ctx, c.cfg.ProcessID, c.now(), info, b, c.cfg.DeadAfter*2, first)
+	if err != nil {
+		return false, fmt.Errorf("queue: heartbeat: %w", err)
+	}
+	c.beaten = true
+	return alive, nil
+}
+
+// Reap returns the in-flight jobs of processes that missed their heartbeats
+// for DeadAfter to the head of their queues. It returns how many jobs it
+// recovered.
+func (c *Consumer) Reap(ctx context.Context) (int, error) {
+	n, procs, err := c.db.Reap(ctx, c.now().Add(-c.cfg.DeadAfter), c.cfg.ProcessID)
+	if err != nil {
+		return 0, fmt.Errorf("queue: reap: %w", err)
+	}
+	for _, p := range procs {
+		c.log.WarnContext(ctx, "queue: reaped a dead process", slog.String("process", p))
+	}
+	if n > 0 {
+		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", n))
+	}
+	return n, nil
+}
+
+// Promote moves due jobs from the scheduled and retry sets to their queues
+// (up to limit from each). It returns how many it moved and when the next
+// one is due (zero time: none waiting).
+func (c *Consumer) Promote(ctx context.Context, limit int) (int, time.Time, error) {
+	n, next, err := c.db.Promote(ctx, c.now(), limit)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("queue: promote due jobs: %w", err)
+	}
+	var at time.Time
+	if next >= 0 {
+		at = time.UnixMilli(next)
+	}
+	return n, at, nil
+}
+
+// RecoverOrphans returns to their queues the jobs in this process's in-flight
+// set that are not in known (the jobs the process holds): jobs whose fetch
+// reply was lost to a dropped connection. Call it only while no Fetch of this
+// consumer is in progress.
+func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (int, error) {
+	ids, err := c.db.InFlight(ctx, c.cfg.ProcessID)
+	if err != nil {
+		return 0, fmt.Errorf("queue: read in-flight jobs: %w", err)
+	}
+	var orphans []string
+	for _, id := range ids {
+		if !known[id] {
+			orphans = append(orphans, id)
+		}
+	}
+	if len(orphans) == 0 {
+		return 0, nil
+	}
+	n, err := c.db.ReturnOrphans(ctx, c.cfg.ProcessID, orphans)
+	if err != nil {
+		return 0, fmt.Errorf("queue: return orphaned jobs: %w", err)
+	}
+	return n, nil
+}
+
+// Forgive zeroes the count of recoveries of a running job, once it has made
+// progress: crashes that happened while it kept progressing do not make it a
+// poison pill (a long iterable job may be recovered from many deploys gone
+// wrong). It returns ErrLeaseLost if the run no longer holds the job.
+func (c *Consumer) Forgive(ctx context.Context, j *Job) error {
+	ok, err := c.db.Forgive(ctx, c.cfg.ProcessID, j.ID, j.Lease)
+	if err != nil {
+		return fmt.Errorf("queue: forgive %s: %w", j.ID, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: forgive %s (lease %d)", ErrLeaseLost, j.ID, j.Lease)
+	}
+	j.Recovered = 0
+	return nil
+}

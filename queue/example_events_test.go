@@ -1,0 +1,35 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/queue"
+)
+
+// Stream lifecycle events, for example to push job progress to a browser.
+func ExampleClient_Subscribe() {
+	ctx := context.Background()
+	mr := miniredis.NewMiniRedis()
+	_ = mr.Start()
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	client, _ := queue.NewClient(rdb, queue.Config{PublishEvents: true})
+
+	sub, _ := client.Subscribe(ctx)
+	defer sub.Close()
+	res, _ := client.Enqueue(ctx, "export", nil, &queue.EnqueueOpts{Meta: map[string]string{"user": "42"}})
+	_, _ = client.Cancel(ctx, res.Job.ID)
+
+	for range 2 {
+		ev := <-sub.Events()
+		fmt.Println(ev.Type, ev.JobID == res.Job.ID, ev.Meta["user"])
+	}
+	// Output:
+	// enqueued true 42
+	// cancelled true
+}

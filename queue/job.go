@@ -1,0 +1,176 @@
+package queue
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidPayload is matched by the error of a job whose stored payload
+	// is not a valid job (not JSON, or missing its kind).
+	ErrInvalidPayload = errors.New("queue: invalid job payload")
+	// ErrInvalidName is matched when a queue name or kind is empty or has
+	// characters outside [A-Za-z0-9_.:-].
+	ErrInvalidName = errors.New("queue: invalid name")
+	// ErrNotFound is returned for a job id that names no job (in the place
+	// asked).
+	ErrNotFound = errors.New("queue: job not found")
+	// ErrLeaseLost is returned when a run finishes a job whose lease moved on
+	// to a newer run (the run was presumed dead and the job handed over).
+	ErrLeaseLost = errors.New("queue: job lease lost to a newer run")
+	// ErrReaped is returned by Fetch when this process was presumed dead and
+	// reaped: its in-flight jobs were handed to others. It must Heartbeat
+	// (which registers it again and reports the reap) before fetching.
+	ErrReaped = errors.New("queue: process presumed dead and reaped")
+)
+
+// QueueDefault is the queue a job goes to when EnqueueOpts names none.
+const QueueDefault = "default"
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,200}$`)
+
+func checkName(what, name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %s %q (1-200 of A-Z a-z 0-9 _ . : -)", ErrInvalidName, what, name)
+	}
+	return nil
+}
+
+// Job is one job: what was enqueued, and what the queue knows of its runs.
+// It is stored as an envelope (see internal/rdb), not as JSON; the JSON tags
+// serve applications that log or serve jobs.
+type Job struct {
+	// ID is the job's id, unique in its namespace; it never changes, not
+	// even across interruptions and retries.
+	ID string `json:"jid"`
+	// Kind names the code that runs the job.
+	Kind string `json:"kind"`
+	// Queue is the queue the job waits in.
+	Queue string `json:"queue"`
+	// Args are the job's arguments as JSON.
+	Args json.RawMessage `json:"args"`
+	// MaxAttempts caps the attempts before the job dies; 0 means the
+	// runner's default for the kind.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// EnqueuedAt is when the job was first enqueued.
+	EnqueuedAt time.Time `json:"enqueued_at"`
+	// UniqueKey, when set, is held by this job until it finishes.
+	UniqueKey string `json:"unique_key,omitempty"`
+	// Meta holds annotations from the caller and middleware.
+	Meta map[string]string `json:"meta,omitempty"`
+
+	// Attempt is 1 on the first attempt and grows by one per failure;
+	// interruptions and recoveries after a crash do not count.
+	Attempt int `json:"-"`
+	// Lease is the run number given by the fetch that took the job: it grows
+	// with every run, and only the newest run may finish the job.
+	Lease int64 `json:"-"`
+	// Recovered counts the times the job was taken back from a worker that
+	// died while running it.
+	Recovered int `json:"-"`
+	// State is where the job is: queued, scheduled, running, retry or dead
+	// (admin listings only).
+	State State `json:"-"`
+	// LastError is the error of the last failed attempt, if any.
+	LastError *JobError `json:"-"`
+	// At is the time that orders the job in a sorted set: due time in the
+	// scheduled and retry sets, time of death in the dead set (admin
+	// listings only).
+	At time.Time `json:"-"`
+}
+
+// JobError is what the queue keeps of a failed attempt.
+type JobError struct {
+	Message string    `json:"message"`
+	Class   string    `json:"class"` // the Go type of the error
+	Trace   string    `json:"trace,omitempty"`
+	At      time.Time `json:"at"`
+	Attempt int       `json:"attempt"`
+}
+
+// MaxTraceBytes bounds the stack trace kept with a failed job.
+const MaxTraceBytes = 4096
+
+// NewJobError records err (and a stack trace, cut to MaxTraceBytes).
+func NewJobError(err error, trace []byte, attempt int, at time.Time) *JobError {
+	if len(trace) > MaxTraceBytes {
+		trace = append(trace[:MaxTraceBytes:MaxTraceBytes], "\n…"...)
+	}
+	msg := "<nil>"
+	class := "<nil>"
+	if err != nil {
+		msg = err.Error()
+		class = fmt.Sprintf("%T", err)
+	}
+	return &JobError{Message: msg, Class: class, Trace: string(trace), At: at, Attempt: attempt}
+}
+
+// NewID returns a random job id: 24 hex digits.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// uniqueHash is the name a uniqueness key is stored under: a hash, so keys of
+// any bytes and length fit in an envelope header.
+func uniqueHash(key string) string {
+	if key == "" {
+		return ""
+	}
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16])
+}
+
+// envelope returns j's envelope.
+func (j *Job) envelope() (rdb.Envelope, error) {
+	var meta []byte
+	if len(j.Meta) > 0 {
+		var err error
+		if meta, err = json.Marshal(j.Meta); err != nil {
+			return rdb.Envelope{}, fmt.Errorf("queue: encode meta: %w", err)
+		}
+	}
+	return rdb.Envelope{
+		ID: j.ID, Kind: j.Kind, Queue: j.Queue, Attempt: max(j.Attempt, 1), Recovered: j.Recovered,
+		UniqueHash: uniqueHash(j.UniqueKey), MaxAttempts: j.MaxAttempts, EnqueuedAt: j.EnqueuedAt.UnixMicro(),
+		Meta: meta, UniqueKey: j.UniqueKey, Args: j.Args,
+	}, nil
+}
+
+// encodeEnvelope returns j's envelope text.
+func (j *Job) encodeEnvelope() ([]byte, error) {
+	e, err := j.envelope()
+	if err != nil {
+		return nil, err
+	}
+	return e.Append(make([]byte, 0, 96+len(e.Args)+len(e.Meta))), nil
+}
+
+// decodeEnvelope parses a stored envelope into a Job.
+func decodeEnvelope(s string) (*Job, error) {
+	e, err := rdb.ParseEnvelope(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
+	}
+	j := &Job{
+		ID: e.ID, Kind: e.Kind, Queue: e.Queue, Args: e.Args, MaxAttempts: e.MaxAttempts,
+		EnqueuedAt: time.UnixMicro(e.EnqueuedAt), UniqueKey: e.UniqueKey,
+		Attempt: max(e.Attempt, 1), Recovered: e.Recovered,
+	}
+	if len(e.Meta) > 0 {
+		if err := json.Unmarshal(e.Meta, &j.Meta); err != nil {
+			return nil, fmt.Errorf("%w %s: meta: %v", ErrInvalidPayload, e.ID, err)
+		}
+	}
+	return j, nil
+}
