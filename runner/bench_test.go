@@ -1,0 +1,103 @@
+package runner_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/runner"
+)
+
+// work is an iterable job over Range(0, N) whose items spin for spin.
+type work struct {
+	spin time.Duration
+	sink int64
+}
+
+func (w *work) BuildEnumerator(_ context.Context, a countArgs, c *int64) (enumerators.Enumerator[int64, int64], error) {
+	return enumerators.Range(0, int64(a.N), c), nil
+}
+
+func (w *work) EachIteration(_ context.Context, _ countArgs, i int64) error {
+	if w.spin > 0 {
+		for end := time.Now().Add(w.spin); time.Now().Before(end); {
+			w.sink++
+		}
+	}
+	w.sink += i
+	return nil
+}
+
+// benchOverhead runs b.N items through the runner (one job, checkpoint
+// interval at its default) and the same items through a plain loop over the
+// same enumerator calling the same EachIteration, and reports both and
+// their ratio. The runner's fixed cost per job (fetch, state claim, the
+// saves at start and end, ack) is spread over b.N items.
+func benchOverhead(b *testing.B, spin time.Duration) {
+	ctx := context.Background()
+	job := &work{spin: spin}
+
+	// Plain loop, the baseline.
+	t0 := time.Now()
+	e := enumerators.Range(0, int64(b.N), nil)
+	_ = e.Enumerate(ctx, func(i, _ int64) bool {
+		_ = job.EachIteration(ctx, countArgs{}, i)
+		return true
+	})
+	plain := time.Since(t0)
+
+	r := testutil.Miniredis(b)
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, "work", job, nil)
+	done := make(chan struct{})
+	run, err := runner.New(runner.Config{
+		Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quiet, Concurrency: 1,
+		Store: cursor.NewMemoryStore(),
+		OnEvent: func(_ context.Context, ev queue.Event) {
+			if ev.Type == queue.EventSucceeded {
+				close(done)
+			}
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := run.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer run.Stop(ctx)
+	b.ResetTimer()
+	t0 = time.Now()
+	if _, err := client.Enqueue(ctx, "work", countArgs{N: b.N}, nil); err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	through := time.Since(t0)
+	b.StopTimer()
+
+	n := float64(b.N)
+	b.ReportMetric(float64(plain.Nanoseconds())/n, "plain_ns/item")
+	b.ReportMetric(float64(through.Nanoseconds())/n, "runner_ns/item")
+	b.ReportMetric(float64(through-plain)/n, "overhead_ns/item")
+	b.ReportMetric(float64(through)/float64(plain), "x_plain")
+}
+
+// BenchmarkPerItemOverhead measures what the runner adds to each item of an
+// iterable job whose items do nothing: target under 50 ns.
+//
+//	go test ./runner -run '^$' -bench PerItem -benchtime 10000000x
+func BenchmarkPerItemOverhead(b *testing.B) { benchOverhead(b, 0) }
+
+// BenchmarkOneMicrosecondItems compares items of 1 µs of work through the
+// runner and a plain loop: target within 5%.
+//
+//	go test ./runner -run '^$' -bench OneMicro -benchtime 2000000x
+func BenchmarkOneMicrosecondItems(b *testing.B) { benchOverhead(b, time.Microsecond) }

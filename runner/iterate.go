@@ -1,0 +1,459 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/shutdown"
+)
+
+// iterHandler runs an iterable.Job.
+type iterHandler[A, T, C any] struct {
+	job       iterable.Job[A, T, C]
+	opts      KindOpts
+	starter   iterable.Starter[A]
+	resumer   iterable.Resumer[A]
+	stopper   iterable.Stopper[A]
+	completer iterable.Completer[A]
+}
+
+func (h *iterHandler[A, T, C]) options() KindOpts { return h.opts }
+func (h *iterHandler[A, T, C]) iterable() bool    { return true }
+
+// Why the item loop stopped early.
+type stopCause int
+
+const (
+	stopNone stopCause = iota
+	stopShutdown
+	stopMaxRuntime
+	stopCancel
+	stopLost
+	stopError
+)
+
+// iteration is one run of an iterable job.
+type iteration[A, T, C any] struct {
+	h    *iterHandler[A, T, C]
+	r    *Runner
+	e    *execution
+	log  *slog.Logger
+	args A
+
+	base     cursor.State // as claimed by Begin, plus saved flags
+	start    *C           // the cursor the run resumed from
+	last     C            // the cursor after the last item finished
+	lastRaw  []byte       // the last cursor encoded, saved by checkpoints
+	have     bool         // whether an item finished in this run
+	items    int64        // items finished in this run
+	began    time.Time
+	pr       enumerators.ProgressReporter[C]
+	timer    *time.Timer
+	stop     stopCause
+	err      error // why the run stopped with stopError
+	hooksRan bool  // OnStart or OnResume succeeded, so OnStop is due
+}
+
+func (h *iterHandler[A, T, C]) run(ctx context.Context, r *Runner, e *execution) outcome {
+	j := e.job
+	args, err := decodeArgs[A](j.Args)
+	if err != nil {
+		return failed(iterable.SkipRetry(err), nil)
+	}
+	st, err := r.store.Begin(ctx, j.ID, j.Lease)
+	if errors.Is(err, cursor.ErrStaleRun) {
+		return outcome{kind: outLost}
+	}
+	if err != nil {
+		return e.failOr(ctx, failed(err, nil))
+	}
+	it := &iteration[A, T, C]{
+		h: h, r: r, e: e, args: args, base: st, began: r.now(),
+		log: r.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind)),
+	}
+	info, _ := iterable.InfoFromContext(ctx)
+	info.Executions, info.TimesInterrupted, info.ItemsProcessed = st.Executions, st.TimesInterrupted, st.ItemsProcessed
+	ctx = iterable.WithInfo(ctx, info)
+	return it.run(ctx)
+}
+
+func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
+	j := it.e.job
+	cancelled, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
+	if err != nil {
+		return it.e.failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
+	}
+	if cancelled[0] || it.e.flags.Load()&flagCancel != 0 {
+		return it.end(ctx, outcome{kind: outCancel})
+	}
+	start, err := cursor.Decode[C](it.base.Cursor)
+	if err != nil {
+		// The state is left as it is: nothing is lost, and a fixed deploy
+		// resumes from it.
+		return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+	}
+	it.start = start
+
+	if !it.base.Started {
+		if it.h.starter != nil {
+			if trace, err := protect(func() error { return it.h.starter.OnStart(ctx, it.args) }); err != nil {
+				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnStart: %w", err), trace)))
+			}
+		}
+		it.base.Started = true
+		if err := it.save(ctx, cursor.StatusRunning); err != nil {
+			return it.end(ctx, it.e.failOr(ctx, it.saveFailed(err)))
+		}
+		it.r.publish(ctx, it.event(queue.EventStarted, nil))
+	} else {
+		if it.h.resumer != nil {
+			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
+				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnResume: %w", err), trace)))
+			}
+		}
+		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
+	}
+	it.hooksRan = true
+
+	var enum enumerators.Enumerator[T, C]
+	trace, err := protect(func() (err error) {
+		enum, err = it.h.job.BuildEnumerator(ctx, it.args, start)
+		return err
+	})
+	if err == nil && enum == nil {
+		err = errors.New("BuildEnumerator returned a nil enumerator")
+	}
+	if err != nil {
+		return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("BuildEnumerator: %w", err), trace)))
+	}
+	it.pr, _ = enum.(enumerators.ProgressReporter[C])
+
+	it.timer = time.AfterFunc(it.r.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
+	defer it.timer.Stop()
+	maxRuntime := it.h.opts.MaxRuntime
+	if maxRuntime == 0 {
+		maxRuntime = it.r.cfg.MaxRuntime
+	}
+	if maxRuntime > 0 {
+		mt := time.AfterFunc(maxRuntime, func() { it.e.flags.Or(flagMaxRuntime) })
+		defer mt.Stop()
+	}
+
+	return it.end(ctx, it.loop(ctx, enum))
+}
+
+// loop runs the items. Per item it costs the job's work, a cursor copy and
+// two atomic loads; everything else happens in attend, only when a flag is
+// up or the process is shutting down.
+//
+// A stop decided after an item (shutdown, maximum runtime, cancel) takes
+// effect when the enumerator offers the next item, which is then not
+// started: if the enumeration ends instead, the job is complete and is not
+// re-enqueued for nothing.
+func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumerator[T, C]) outcome {
+	var itemErr error
+	refused := false // an item was offered after a stop was decided
+	e, sd, job, args := it.e, it.r.sd, it.h.job, it.args
+	yield := func(item T, c C) bool {
+		if it.stop != stopNone {
+			refused = true
+			return false
+		}
+		if err := job.EachIteration(ctx, args, item); err != nil {
+			itemErr = err
+			return false
+		}
+		it.last, it.have = c, true
+		it.items++
+		if e.flags.Load() != 0 || sd.State() != shutdown.Running {
+			if !it.attend(ctx) {
+				refused = true
+				return false
+			}
+		}
+		return true
+	}
+	trace, enumErr := protect(func() error { return enum.Enumerate(ctx, yield) })
+
+	var th *enumerators.ThrottledError
+	switch {
+	case trace != nil:
+		return failed(enumErr, trace)
+	case itemErr != nil:
+		return e.failOr(ctx, failed(itemErr, nil))
+	case errors.As(enumErr, &th):
+		return outcome{kind: outSchedule, after: th.RetryAfter}
+	case enumErr != nil:
+		return e.failOr(ctx, failed(fmt.Errorf("enumerator: %w", enumErr), nil))
+	}
+	if it.stop == stopLost {
+		return outcome{kind: outLost}
+	}
+	if it.stop == stopError {
+		return failed(it.err, nil)
+	}
+	if refused {
+		switch it.stop {
+		case stopCancel:
+			return outcome{kind: outCancel}
+		default:
+			return outcome{kind: outRequeue}
+		}
+	}
+	if o, ok := e.interruptedBy(ctx); ok && o.kind != outRequeue {
+		return o
+	}
+	return outcome{kind: outAck}
+}
+
+// attend handles a raised flag or a shutdown after an item. It returns false
+// to stop at once (the run lost its lease, or its cursor cannot be saved);
+// other stops are recorded in it.stop and take effect at the next item.
+func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
+	f := it.e.flags.Load()
+	switch {
+	case f&flagLeaseLost != 0:
+		it.stop = stopLost
+		return false
+	case f&flagCancel != 0:
+		it.stop = stopCancel
+	case it.r.sd.State() != shutdown.Running:
+		it.stop = stopShutdown
+	case f&flagMaxRuntime != 0:
+		it.stop = stopMaxRuntime
+	}
+	if it.stop != stopNone {
+		return true
+	}
+	if f&flagCheckpoint != 0 {
+		it.e.flags.And(^flagCheckpoint)
+		if err := it.encodeLast(); err != nil {
+			it.stop, it.err = stopError, err
+			return false
+		}
+		err := it.save(ctx, cursor.StatusRunning)
+		if errors.Is(err, cursor.ErrStaleRun) {
+			it.stop = stopLost
+			return false
+		}
+		if err != nil {
+			it.log.WarnContext(ctx, "runner: checkpoint failed; the next one will try again", slog.Any("error", err))
+		} else {
+			it.r.publish(ctx, it.event(queue.EventCheckpointed, it.progress(ctx)))
+		}
+		it.timer.Reset(it.r.cfg.CheckpointInterval)
+	}
+	return true
+}
+
+// encodeLast encodes the cursor after the last item finished, for the next
+// save. If it cannot be encoded (or its MarshalJSON panics), the run must
+// end: saves keep the last cursor that could be encoded.
+func (it *iteration[A, T, C]) encodeLast() error {
+	if !it.have {
+		return nil
+	}
+	var raw []byte
+	_, err := protect(func() (err error) {
+		raw, err = cursor.Encode(it.last)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("runner: cursor after item %d of this run: %w", it.items, err)
+	}
+	it.lastRaw = raw
+	return nil
+}
+
+// snapshot is the state as of now.
+func (it *iteration[A, T, C]) snapshot(ctx context.Context, status cursor.Status) cursor.State {
+	st := it.base
+	if it.lastRaw != nil {
+		st.Cursor = it.lastRaw
+	}
+	now := it.r.now()
+	st.ItemsProcessed += it.items
+	st.RunTime += now.Sub(it.began)
+	st.LastCheckpointAt = now
+	st.Status = status
+	if it.pr != nil {
+		var p enumerators.Progress
+		_, err := protect(func() (err error) {
+			p, err = it.pr.Progress(ctx, it.cursor())
+			return err
+		})
+		if err != nil {
+			it.log.WarnContext(ctx, "runner: enumerator progress", slog.Any("error", err))
+		} else {
+			st.ProgressDone, st.ProgressTotal, st.ProgressUnit = p.Done, p.Total, p.Unit
+		}
+	}
+	if st.ProgressDone < 0 || it.pr == nil {
+		st.ProgressDone = st.ItemsProcessed
+		if st.ProgressUnit == "" {
+			st.ProgressUnit = "items"
+		}
+	}
+	if it.pr == nil {
+		st.ProgressTotal = -1
+	}
+	return st
+}
+
+func (it *iteration[A, T, C]) cursor() *C {
+	if it.have {
+		return &it.last
+	}
+	return it.start
+}
+
+// save checkpoints the state.
+func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) error {
+	st := it.snapshot(ctx, status)
+	if err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st); err != nil {
+		return err
+	}
+	it.e.progress.Store(progressOf(st))
+	if it.have && it.e.job.Recovered > 0 {
+		// Progress saved: the crashes that recovered this job were not its
+		// fault, so they must not make it a poison pill.
+		if err := it.r.cons.Forgive(ctx, it.e.job); err != nil {
+			it.log.WarnContext(ctx, "runner: could not reset the job's recovery count", slog.Any("error", err))
+		}
+	}
+	return nil
+}
+
+// saveFinal saves the state at the end of a run, retrying through Redis
+// outages (bounded after a hard stop).
+func (it *iteration[A, T, C]) saveFinal(ctx context.Context, status cursor.Status) error {
+	var err error
+	it.r.record(ctx, it.log, func(ctx context.Context) error {
+		err = it.save(ctx, status)
+		if errors.Is(err, cursor.ErrStaleRun) {
+			return nil // stop retrying; reported below
+		}
+		return err
+	})
+	return err
+}
+
+func (it *iteration[A, T, C]) saveFailed(err error) outcome {
+	if errors.Is(err, cursor.ErrStaleRun) {
+		return outcome{kind: outLost}
+	}
+	return failed(fmt.Errorf("save state: %w", err), nil)
+}
+
+// end saves the final state, runs OnComplete and OnStop, and returns the
+// outcome the runner records in the queue.
+func (it *iteration[A, T, C]) end(ctx context.Context, out outcome) outcome {
+	hookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), it.r.cfg.FinishTimeout)
+	defer cancel()
+	if out.kind == outLost {
+		it.onStop(hookCtx, iterable.Interrupted)
+		return out
+	}
+	if err := it.encodeLast(); err != nil {
+		out = failed(err, nil)
+	}
+	var status cursor.Status
+	var reason iterable.StopReason
+	switch out.kind {
+	case outAck:
+		// The cursor is at the end: save it before OnComplete, so a failure
+		// there (or a crash) does not repeat any item.
+		if err := it.saveFinal(hookCtx, cursor.StatusRunning); err != nil {
+			return it.finalSaveFailed(hookCtx, err)
+		}
+		if it.h.completer != nil {
+			if trace, err := protect(func() error { return it.h.completer.OnComplete(ctx, it.args) }); err != nil {
+				out = it.e.failOr(ctx, failed(fmt.Errorf("OnComplete: %w", err), trace))
+				status, reason = cursor.StatusFailed, iterable.Failed
+				if out.kind == outRequeue {
+					it.base.TimesInterrupted++
+					status, reason = cursor.StatusInterrupted, iterable.Interrupted
+				}
+				break
+			}
+		}
+		status, reason = cursor.StatusCompleted, iterable.Completed
+	case outRequeue, outSchedule:
+		it.base.TimesInterrupted++
+		status, reason = cursor.StatusInterrupted, iterable.Interrupted
+	case outCancel:
+		status, reason = cursor.StatusCancelled, iterable.Cancelled
+	case outFail:
+		var snooze *iterable.SnoozeError
+		switch {
+		case errors.As(out.err, &snooze):
+			it.base.TimesInterrupted++
+			status, reason = cursor.StatusInterrupted, iterable.Interrupted
+		case errors.Is(out.err, iterable.ErrCancel):
+			status, reason = cursor.StatusCancelled, iterable.Cancelled
+		default:
+			status, reason = cursor.StatusFailed, iterable.Failed
+		}
+	}
+	if err := it.saveFinal(hookCtx, status); err != nil {
+		return it.finalSaveFailed(hookCtx, err)
+	}
+	out.progress = it.progress(hookCtx)
+	it.onStop(hookCtx, reason)
+	return out
+}
+
+func (it *iteration[A, T, C]) finalSaveFailed(ctx context.Context, err error) outcome {
+	it.onStop(ctx, iterable.Interrupted)
+	if errors.Is(err, cursor.ErrStaleRun) {
+		return outcome{kind: outLost}
+	}
+	// Only after a hard stop: leave the job in flight, to be recovered.
+	it.log.ErrorContext(ctx, "runner: could not save the final state", slog.Any("error", err))
+	return outcome{kind: outLost}
+}
+
+func (it *iteration[A, T, C]) onStop(ctx context.Context, reason iterable.StopReason) {
+	if !it.hooksRan || it.h.stopper == nil {
+		return
+	}
+	if _, err := protect(func() error { return it.h.stopper.OnStop(ctx, it.args, reason) }); err != nil {
+		it.log.ErrorContext(ctx, "runner: OnStop failed", slog.String("reason", string(reason)), slog.Any("error", err))
+	}
+}
+
+// progress describes the run so far for events.
+func (it *iteration[A, T, C]) progress(ctx context.Context) *queue.Progress {
+	if !it.r.eventsOn {
+		return nil
+	}
+	return progressOf(it.snapshot(ctx, ""))
+}
+
+func progressOf(st cursor.State) *queue.Progress {
+	p := &queue.Progress{
+		Cursor: st.Cursor, ItemsProcessed: st.ItemsProcessed, TimesInterrupted: st.TimesInterrupted,
+		Executions: st.Executions, RunTime: st.RunTime,
+		Done: st.ProgressDone, Total: st.ProgressTotal, Unit: st.ProgressUnit, Fraction: -1,
+	}
+	if p.Total > 0 && p.Done >= 0 {
+		p.Fraction = float64(p.Done) / float64(p.Total)
+		if p.Done > 0 && p.Done < p.Total {
+			p.ETA = time.Duration(float64(st.RunTime) * float64(p.Total-p.Done) / float64(p.Done))
+		}
+	}
+	return p
+}
+
+func (it *iteration[A, T, C]) event(t queue.EventType, p *queue.Progress) queue.Event {
+	ev := queue.NewEvent(t, it.e.job, it.r.now())
+	ev.Progress = p
+	return ev
+}

@@ -1,0 +1,713 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/shutdown"
+)
+
+// fetchLoops is the number of fetch loops: two, so one fetch round trip is
+// always in flight while the other's jobs are handed out.
+const fetchLoops = 2
+
+// maxFetch caps the jobs one fetch takes.
+const maxFetch = 500
+
+// ErrNotStarted is returned by Stop for a runner that was never started.
+var ErrNotStarted = errors.New("runner: not started")
+
+// Runner is a worker process: it fetches jobs from its queues and runs them,
+// Concurrency at a time, following its shutdown controller.
+type Runner struct {
+	cfg      Config
+	log      *slog.Logger
+	sd       *shutdown.Controller
+	cons     *queue.Consumer
+	store    cursor.Store
+	eventsOn bool
+	now      func() time.Time
+
+	jobs  chan *execution // fetched, waiting for a worker
+	acks  chan queue.Done
+	freed chan struct{} // a worker finished a job (or the backlog was released)
+
+	mu           sync.Mutex
+	known        map[string]*execution // fetched and not yet recorded as finished
+	running      int                   // jobs workers are running
+	waiting      int                   // jobs in r.jobs
+	reserved     int                   // slots of fetches in flight
+	suspect      bool                  // jobs may sit in the in-flight hash unheld: sweep before fetching
+	sweeping     bool                  // a sweep for orphans is running: no fetch may start
+	sweepPending bool                  // a sweep waits for the fetches in flight: no fetch may start
+	aheadOff     bool                  // fetch no more than free workers (the backlog went stale)
+	batches      []batchMark           // fetched batches still (partly) waiting, oldest first
+
+	startOnce   sync.Once
+	started     atomic.Bool
+	workCtx     context.Context
+	stopWork    context.CancelFunc
+	fetchCtx    context.Context
+	stopFetch   context.CancelFunc
+	bgCtx       context.Context
+	stopBG      context.CancelFunc
+	workersDone chan struct{}
+	ackerDone   chan struct{}
+	bg          sync.WaitGroup
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+// New returns a runner for cfg. It does not touch Redis until Start.
+func New(cfg Config) (*Runner, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	sd := cfg.Shutdown
+	if sd == nil {
+		var err error
+		sd, err = shutdown.New(shutdown.Config{Timeout: cfg.ShutdownTimeout, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	store := cfg.Store
+	if store == nil {
+		var err error
+		store, err = cursor.NewRedisStore(cfg.Redis, cursor.RedisConfig{Namespace: cfg.Namespace})
+		if err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
+	}
+	cons, err := queue.NewConsumer(cfg.Redis, queue.ConsumerConfig{
+		Namespace: cfg.Namespace, Logger: cfg.Logger, ProcessID: cfg.ProcessID,
+		Queues: cfg.Queues, StrictPriority: cfg.StrictPriority,
+		HeartbeatInterval: cfg.HeartbeatInterval, DeadAfter: cfg.DeadAfter, MaxRecoveries: cfg.MaxRecoveries,
+		IdleWake:    cfg.IdleWake,
+		DeadMaxJobs: cfg.DeadMaxJobs, DeadMaxAge: cfg.DeadMaxAge,
+		PublishEvents: cfg.PublishEvents, OnEvent: cfg.OnEvent,
+		Info: map[string]any{"concurrency": cfg.Concurrency, "kinds": cfg.Registry.Kinds()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
+	r := &Runner{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		sd:       sd,
+		cons:     cons,
+		store:    store,
+		eventsOn: cfg.PublishEvents || cfg.OnEvent != nil,
+		now:      time.Now,
+		jobs:     make(chan *execution, cfg.Concurrency+cfg.FetchAhead),
+		acks:     make(chan queue.Done, 4*cfg.Concurrency),
+		freed:    make(chan struct{}, fetchLoops),
+		known:    make(map[string]*execution),
+	}
+	return r, nil
+}
+
+// Shutdown returns the controller the runner follows: call Quiet, Stop or
+// HardStop on it, or let Run's signal handlers do so.
+func (r *Runner) Shutdown() *shutdown.Controller { return r.sd }
+
+// ProcessID returns the id the runner registers under in Redis.
+func (r *Runner) ProcessID() string { return r.cons.ProcessID() }
+
+// Start registers the process and starts fetching and working. It returns
+// once the runner is running; ctx bounds only the start-up.
+func (r *Runner) Start(ctx context.Context) error {
+	err := errors.New("runner: already started")
+	r.startOnce.Do(func() {
+		if err = r.cons.Start(ctx); err != nil {
+			err = fmt.Errorf("runner: start: %w", err)
+			return
+		}
+		base := context.WithoutCancel(ctx)
+		r.workCtx, r.stopWork = r.sd.WorkContext(base)
+		r.fetchCtx, r.stopFetch = r.sd.FetchContext(base)
+		r.bgCtx, r.stopBG = context.WithCancel(base)
+		r.workersDone = make(chan struct{})
+		r.ackerDone = make(chan struct{})
+		r.started.Store(true)
+
+		var workers sync.WaitGroup
+		for range r.cfg.Concurrency {
+			workers.Go(r.work)
+		}
+		go func() {
+			workers.Wait()
+			close(r.acks)
+			close(r.workersDone)
+		}()
+		go r.ackLoop()
+		var fetchers sync.WaitGroup
+		for range fetchLoops {
+			fetchers.Go(r.fetchLoop)
+		}
+		go func() {
+			fetchers.Wait()
+			close(r.jobs)
+		}()
+		if r.cfg.FetchAhead > 0 {
+			r.bg.Go(r.backlogLoop)
+		}
+		r.bg.Go(r.heartbeatLoop)
+		r.bg.Go(r.promoteLoop)
+		r.bg.Go(r.cancelLoop)
+		r.log.InfoContext(ctx, "runner: started", slog.String("process", r.ProcessID()),
+			slog.Int("concurrency", r.cfg.Concurrency), slog.Any("kinds", r.cfg.Registry.Kinds()))
+	})
+	return err
+}
+
+// Quiet stops fetching: running iterable jobs are interrupted at their next
+// item (checkpointed and re-enqueued) and plain jobs finish. The runner
+// stays registered until Stop.
+func (r *Runner) Quiet() { r.sd.Quiet() }
+
+// Stop shuts the runner down: no more fetching, every iterable job is
+// interrupted at its next item, plain jobs are waited for. When the
+// controller's timeout passes or ctx ends first, it hard-stops: job contexts
+// are cancelled and unfinished jobs go back to their queues (iterable ones
+// resume from their last checkpoint). Stop returns once all is recorded.
+func (r *Runner) Stop(ctx context.Context) error {
+	if !r.started.Load() {
+		return ErrNotStarted
+	}
+	r.stopOnce.Do(func() { r.stopErr = r.stop(ctx) })
+	return r.stopErr
+}
+
+func (r *Runner) stop(ctx context.Context) error {
+	r.sd.Stop()
+	select {
+	case <-r.workersDone:
+	case <-r.sd.Reached(shutdown.HardStop):
+	case <-ctx.Done():
+		r.sd.HardStop()
+	}
+	var errs []error
+	select {
+	case <-r.workersDone:
+	case <-time.After(r.cfg.FinishTimeout + time.Second):
+		stuck := r.busy()
+		r.log.ErrorContext(ctx, "runner: jobs ignored the hard stop; leaving them to be recovered by another process",
+			slog.Int("jobs", len(stuck)))
+		errs = append(errs, fmt.Errorf("runner: %d jobs still running after the hard stop", len(stuck)))
+	}
+	select {
+	case <-r.ackerDone:
+	case <-time.After(r.cfg.FinishTimeout + time.Second):
+		errs = append(errs, errors.New("runner: acknowledgements not written before exit"))
+	}
+	r.stopBG()
+	r.bg.Wait()
+	r.stopFetch()
+	r.stopWork()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinishTimeout)
+	defer cancel()
+	if err := r.cons.Stop(stopCtx); err != nil {
+		errs = append(errs, err)
+	}
+	r.log.InfoContext(ctx, "runner: stopped", slog.String("process", r.ProcessID()))
+	return errors.Join(errs...)
+}
+
+// Run starts the runner with signal handling (SIGTSTP quiet, SIGTERM/SIGINT
+// stop, a second one hard stop, SIGTTIN goroutine dump) and blocks until it
+// has stopped. Cancelling ctx stops it too.
+func (r *Runner) Run(ctx context.Context) error {
+	unhandle := r.sd.HandleSignals(ctx)
+	defer unhandle()
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-r.sd.Reached(shutdown.Stopping):
+	case <-ctx.Done():
+	}
+	return r.Stop(context.Background())
+}
+
+// fetchLoop takes jobs for free workers, and up to FetchAhead more so the
+// next jobs are at hand when workers free up, until the process quiets.
+func (r *Runner) fetchLoop() {
+	ctx := r.fetchCtx
+	wait := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		r.sweepOrphans()
+		r.mu.Lock()
+		n := r.cfg.Concurrency - r.running - r.waiting - r.reserved
+		minBatch := 1
+		if !r.aheadOff {
+			n += r.cfg.FetchAhead
+			// While jobs are at hand, wait until a worthwhile batch is
+			// free rather than paying a round trip for one or two jobs;
+			// an idle worker with nothing coming fetches at once.
+			if r.waiting > 0 || r.reserved > 0 || r.running >= r.cfg.Concurrency {
+				minBatch = max(1, (r.cfg.Concurrency+r.cfg.FetchAhead)/3)
+			}
+		}
+		n = min(n, maxFetch)
+		if n < minBatch {
+			n = 0
+		}
+		if r.sweeping || r.sweepPending {
+			n = 0
+		}
+		if n > 0 {
+			r.reserved += n
+		}
+		r.mu.Unlock()
+		if n <= 0 {
+			select {
+			case <-r.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		// The fetch itself is not cancelled by quiet: a reply lost to a
+		// cancellation would strand its jobs in flight.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		jobs, err := r.cons.Fetch(fctx, n)
+		cancel()
+		now := r.now()
+		r.mu.Lock()
+		r.reserved -= n
+		if err != nil {
+			r.suspect = true
+		}
+		if len(jobs) > 0 {
+			r.batches = append(r.batches, batchMark{left: len(jobs), at: now})
+			r.waiting += len(jobs)
+			for _, j := range jobs {
+				e := &execution{job: j}
+				r.known[j.ID] = e
+				r.jobs <- e // never blocks: waiting ≤ Concurrency+FetchAhead
+			}
+		}
+		r.mu.Unlock()
+		// A sibling may have been woken by a notification while this fetch
+		// held the capacity, and gone to wait for capacity: let it look.
+		r.signalFreed()
+		switch {
+		case errors.Is(err, queue.ErrReaped):
+			// Presumed dead while alive (a stall): heartbeat now, which
+			// abandons the runs handed to others and registers again.
+			r.log.ErrorContext(ctx, "runner: this process was presumed dead; registering again", slog.Any("error", err))
+			r.beat(ctx)
+		case err != nil:
+			r.log.ErrorContext(ctx, "runner: fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
+			sleep(ctx, wait)
+			wait = min(2*wait, 2*time.Second)
+		case len(jobs) == 0:
+			wait = 10 * time.Millisecond
+			r.cons.Wait(ctx)
+		default:
+			wait = 10 * time.Millisecond
+			if len(jobs) == n {
+				r.cons.Wake() // a sibling fetcher waiting for work may find more
+			}
+		}
+	}
+}
+
+// batchMark records when a batch of fetched jobs arrived and how many of it
+// still wait for a worker.
+type batchMark struct {
+	left int
+	at   time.Time
+}
+
+// took records that a worker took the oldest waiting job. r.mu is held.
+func (r *Runner) took() {
+	r.waiting--
+	if len(r.batches) > 0 {
+		if r.batches[0].left--; r.batches[0].left <= 0 {
+			r.batches = r.batches[1:]
+		}
+	}
+}
+
+// backlogLoop hands fetched jobs back to their queues once the oldest has
+// waited FetchAheadHold for a worker (every worker is busy with long jobs),
+// so other processes can run them, and then fetches no more than free
+// workers until a worker frees up.
+func (r *Runner) backlogLoop() {
+	ctx := r.fetchCtx
+	hold := r.cfg.FetchAheadHold
+	for {
+		sleep(ctx, hold/2)
+		if ctx.Err() != nil {
+			return
+		}
+		var back []*execution
+		r.mu.Lock()
+		if r.waiting > 0 && len(r.batches) > 0 && r.now().Sub(r.batches[0].at) > hold {
+			r.aheadOff = true
+		drain:
+			for {
+				select {
+				case e := <-r.jobs:
+					back = append(back, e)
+				default:
+					break drain
+				}
+			}
+			r.waiting -= len(back)
+			r.batches = nil
+		}
+		r.mu.Unlock()
+		if len(back) > 0 {
+			r.releaseUnstarted(back...)
+			r.signalFreed()
+		}
+	}
+}
+
+func (r *Runner) signalFreed() {
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// sweepOrphans returns to their queues the jobs in this process's in-flight
+// hash that it does not hold, when there may be some: a fetch failed, a
+// release failed, or a fetch reply was lost and the Redis client retried the
+// fetch without telling (the heartbeat asks for a sweep every beat for
+// that). It runs only while no fetch is in flight, and keeps fetches from
+// starting until it is done.
+func (r *Runner) sweepOrphans() {
+	r.mu.Lock()
+	if !r.suspect || r.sweeping {
+		r.mu.Unlock()
+		return
+	}
+	if r.reserved > 0 {
+		// Hold new fetches back until those in flight return, so that a
+		// busy runner's pipelined fetches cannot put the sweep off forever.
+		r.sweepPending = true
+		r.mu.Unlock()
+		return
+	}
+	r.sweeping, r.sweepPending = true, false
+	known := make(map[string]bool, len(r.known))
+	for id := range r.known {
+		known[id] = true
+	}
+	r.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.bgCtx), 10*time.Second)
+	defer cancel()
+	n, err := r.cons.RecoverOrphans(ctx, known)
+	switch {
+	case err != nil:
+		r.log.WarnContext(ctx, "runner: sweep for orphaned jobs failed; will try again", slog.Any("error", err))
+	case n > 0:
+		r.log.WarnContext(ctx, "runner: returned jobs this process held but was not running (a lost fetch reply or release) to their queues", slog.Int("jobs", n))
+	}
+	r.mu.Lock()
+	r.sweeping = false
+	if err == nil {
+		r.suspect = false
+	}
+	r.mu.Unlock()
+	r.signalFreed()
+	r.signalFreed()
+}
+
+// work runs fetched jobs until the fetch loops end. A worker keeps one
+// context for the jobs it runs, cancelled only to cancel the job it is
+// running (cancel, lost lease) and then replaced, or by a hard stop.
+func (r *Runner) work() {
+	w := &workerCtx{parent: r.workCtx}
+	defer w.close()
+	for e := range r.jobs {
+		ctx, cancel := w.get()
+		h, ok := r.cfg.Registry.lookup(e.job.Kind)
+		now := r.now()
+		r.mu.Lock()
+		r.took()
+		run := r.sd.State() == shutdown.Running
+		if run {
+			r.running++
+			e.cancel, e.started, e.iterable = cancel, now, ok && h.iterable()
+			if e.flags.Load()&flagLeaseLost != 0 {
+				cancel(ErrLeaseLost)
+			}
+		}
+		r.mu.Unlock()
+		if !run {
+			r.releaseUnstarted(e)
+			continue
+		}
+		r.execute(ctx, e, h, ok)
+		r.mu.Lock()
+		r.running--
+		r.aheadOff = false
+		e.cancel = nil
+		r.mu.Unlock()
+		r.signalFreed()
+	}
+}
+
+// workerCtx is a worker's context, replaced once cancelled.
+type workerCtx struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func (w *workerCtx) get() (context.Context, context.CancelCauseFunc) {
+	if w.ctx == nil || w.ctx.Err() != nil {
+		w.close()
+		w.ctx, w.cancel = context.WithCancelCause(w.parent)
+	}
+	return w.ctx, w.cancel
+}
+
+func (w *workerCtx) close() {
+	if w.cancel != nil {
+		w.cancel(nil)
+	}
+}
+
+// releaseUnstarted hands fetched jobs that will not run here back to the
+// head of their queues.
+func (r *Runner) releaseUnstarted(es ...*execution) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.fetchCtx), r.cfg.FinishTimeout)
+	defer cancel()
+	jobs := make([]*queue.Job, len(es))
+	for i, e := range es {
+		jobs[i] = e.job
+	}
+	if err := r.cons.Release(ctx, jobs); err != nil {
+		// Forget them anyway: the next sweep for orphans hands them back
+		// once Redis answers.
+		r.log.ErrorContext(ctx, "runner: could not hand unstarted jobs back; the next sweep will", slog.Int("jobs", len(jobs)), slog.Any("error", err))
+		r.mu.Lock()
+		r.suspect = true
+		r.mu.Unlock()
+	}
+	r.forget(es...)
+}
+
+func (r *Runner) forget(es ...*execution) {
+	r.mu.Lock()
+	for _, e := range es {
+		// A newer run of the same job (fetched again after this one
+		// requeued it) must stay known.
+		if r.known[e.job.ID] == e {
+			delete(r.known, e.job.ID)
+		}
+	}
+	r.mu.Unlock()
+}
+
+// ackLoop acknowledges succeeded jobs in batches: whatever has piled up
+// while the last batch was written goes in the next one.
+func (r *Runner) ackLoop() {
+	defer close(r.ackerDone)
+	batch := make([]queue.Done, 0, 256)
+	for d := range r.acks {
+		batch = append(batch[:0], d)
+	drain:
+		for len(batch) < 1000 {
+			select {
+			case d, ok := <-r.acks:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		r.record(r.workCtx, r.log, func(ctx context.Context) error {
+			stale, err := r.cons.Ack(ctx, batch)
+			if err != nil {
+				return err
+			}
+			for _, id := range stale {
+				r.log.WarnContext(ctx, "runner: acknowledgement not applied: the job is not in flight here with this lease (acknowledged already by a retried call, or handed to a newer run)", slog.String("jid", id))
+			}
+			return nil
+		})
+		r.mu.Lock()
+		for _, d := range batch {
+			if e := r.known[d.Job.ID]; e != nil && e.job == d.Job {
+				delete(r.known, d.Job.ID)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runner) busy() []queue.BusyJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]queue.BusyJob, 0, len(r.known))
+	for _, e := range r.known {
+		if e.started.IsZero() {
+			continue
+		}
+		out = append(out, queue.BusyJob{
+			ID: e.job.ID, Kind: e.job.Kind, Queue: e.job.Queue, Run: e.job.Lease,
+			StartedAt: e.started, Iterable: e.iterable, Progress: e.progress.Load(),
+		})
+	}
+	return out
+}
+
+// heartbeatLoop says the process is alive and reaps dead ones.
+func (r *Runner) heartbeatLoop() {
+	ctx := r.bgCtx
+	for {
+		sleep(ctx, jitter(r.cons.Config().HeartbeatInterval, 0.1))
+		if ctx.Err() != nil {
+			return
+		}
+		r.beat(ctx)
+		// The Redis client retries a command whose reply was lost, so a
+		// fetch may have run twice with one reply seen: sweep every beat.
+		r.mu.Lock()
+		r.suspect = true
+		r.mu.Unlock()
+		r.sweepOrphans()
+		if _, err := r.cons.Reap(ctx); err != nil {
+			r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
+		}
+	}
+}
+
+// beat heartbeats; if the process had been presumed dead and reaped, it
+// abandons its runs (their jobs were handed to others) and is registered
+// again.
+func (r *Runner) beat(ctx context.Context) {
+	alive, err := r.cons.Heartbeat(ctx, r.busy())
+	if err != nil {
+		r.log.ErrorContext(ctx, "runner: heartbeat failed", slog.Any("error", err))
+		return
+	}
+	if !alive {
+		r.leaseLost(ctx)
+	}
+}
+
+// leaseLost stops every run: the process was presumed dead and its jobs
+// handed to others.
+func (r *Runner) leaseLost(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log.ErrorContext(ctx, "runner: this process was presumed dead and its jobs handed to others; abandoning its runs",
+		slog.Int("jobs", len(r.known)))
+	for _, e := range r.known {
+		e.flags.Or(flagLeaseLost)
+		if e.cancel != nil {
+			e.cancel(ErrLeaseLost)
+		}
+	}
+}
+
+// promoteLoop moves due scheduled and retry jobs to their queues.
+func (r *Runner) promoteLoop() {
+	ctx := r.bgCtx
+	for ctx.Err() == nil && r.sd.State() < shutdown.Stopping {
+		const limit = 500
+		moved, next, err := r.cons.Promote(ctx, limit)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.ErrorContext(ctx, "runner: promoting due jobs failed", slog.Any("error", err))
+			}
+			sleep(ctx, r.cfg.PollInterval)
+			continue
+		}
+		if moved == limit {
+			continue
+		}
+		wait := jitter(r.cfg.PollInterval, 0.25)
+		if !next.IsZero() {
+			if d := time.Until(next); d < wait {
+				wait = max(d, time.Millisecond)
+			}
+		}
+		sleep(ctx, wait)
+	}
+}
+
+// cancelLoop reads the cancel flags of running jobs.
+func (r *Runner) cancelLoop() {
+	ctx := r.bgCtx
+	for {
+		sleep(ctx, r.cfg.CancelCheckInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		var running []*execution
+		for _, e := range r.known {
+			if !e.started.IsZero() {
+				running = append(running, e)
+			}
+		}
+		r.mu.Unlock()
+		if len(running) == 0 {
+			continue
+		}
+		ids := make([]string, len(running))
+		for i, e := range running {
+			ids[i] = e.job.ID
+		}
+		flags, err := r.cons.CancelRequested(ctx, ids)
+		if err != nil {
+			r.log.ErrorContext(ctx, "runner: reading cancel flags failed", slog.Any("error", err))
+			continue
+		}
+		r.mu.Lock()
+		for i, cancelled := range flags {
+			e := running[i]
+			// Only a run still current: its worker may have moved on, and
+			// e.cancel is then the next job's.
+			if !cancelled || r.known[e.job.ID] != e || e.cancel == nil {
+				continue
+			}
+			if e.iterable {
+				e.flags.Or(flagCancel)
+			} else {
+				e.cancel(ErrCancelled)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *Runner) publish(ctx context.Context, ev queue.Event) {
+	if r.eventsOn {
+		r.cons.Publish(ctx, ev)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// jitter returns d ± frac·d.
+func jitter(d time.Duration, frac float64) time.Duration {
+	return time.Duration(float64(d) * (1 - frac + 2*frac*rand.Float64()))
+}
