@@ -26,7 +26,10 @@ func TestScheduledJobsWaitUntilDue(t *testing.T) {
 		past, err := b.client.Enqueue(ctx, "k", "past", &queue.EnqueueOpts{At: time.Now().Add(-time.Minute)})
 		require.NoError(t, err)
 		require.False(t, past.Scheduled, "a job due in the past is queued at once")
-		soon, err := b.client.Enqueue(ctx, "k", "soon", &queue.EnqueueOpts{At: time.Now().Add(150 * time.Millisecond)})
+		// Due in a second: long enough that a slow machine still sees it
+		// not due at the first Promote below.
+		dueAt := time.Now().Add(time.Second)
+		soon, err := b.client.Enqueue(ctx, "k", "soon", &queue.EnqueueOpts{At: dueAt})
 		require.NoError(t, err)
 		require.True(t, soon.Scheduled)
 
@@ -38,7 +41,7 @@ func TestScheduledJobsWaitUntilDue(t *testing.T) {
 		n, next, err := b.cons.Promote(ctx, 100)
 		require.NoError(t, err)
 		require.Zero(t, n, "nothing is due yet")
-		require.WithinDuration(t, time.Now().Add(150*time.Millisecond), next, 150*time.Millisecond, "the poller learns when the next job is due")
+		require.WithinDuration(t, dueAt, next, 10*time.Millisecond, "the poller learns when the next job is due")
 
 		testutil.Eventually(t, 5*time.Second, func() bool {
 			n, _, err = b.cons.Promote(ctx, 100)
