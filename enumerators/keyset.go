@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -121,8 +122,10 @@ type KeysetConfig[T any] struct {
 	// Descending visits the rows from the greatest key to the smallest.
 	Descending bool
 
-	// Scan turns a row into an item. Nil means pgx.RowToStructByName[T]:
-	// T is a struct whose fields match the selected columns by name.
+	// Scan turns a row into an item. Nil means T is a struct whose fields
+	// match the selected columns by name, by the rules of
+	// pgx.RowToStructByName (db tags, case-insensitive names, embedded
+	// structs), worked out once per page rather than once per row.
 	Scan pgx.RowToFunc[T]
 
 	// AllowNonUnique skips the uniqueness check. Dangerous: with a key that
@@ -248,9 +251,6 @@ func (cfg *KeysetConfig[T]) withDefaults() KeysetConfig[T] {
 	if c.PageSize == 0 {
 		c.PageSize = KeysetPageSizeDefault
 	}
-	if c.Scan == nil {
-		c.Scan = pgx.RowToStructByName[T]
-	}
 	return c
 }
 
@@ -348,6 +348,11 @@ func newKeyset[T any](ctx context.Context, config KeysetConfig[T], cursor *Keyse
 		where = "(" + cfg.Filter + "\n)"
 	}
 
+	if cfg.Scan == nil {
+		if typ := reflect.TypeFor[T](); typ.Kind() != reflect.Struct {
+			return nil, fmt.Errorf("%w: %s is not a struct: set KeysetConfig.Scan to turn a row into it", ErrKeysetConfig, typ)
+		}
+	}
 	k := &keyset[T]{
 		db:        cfg.DB,
 		scan:      cfg.Scan,
@@ -473,6 +478,11 @@ type pageBuffers struct {
 	lastRaw [][]byte // the last row's raw key values, for pages
 }
 
+// maxPagePrealloc caps the items a page's slice is sized for before its rows
+// arrive, so that a huge PageSize over a few rows does not allocate for rows
+// that never come.
+const maxPagePrealloc = 10_000
+
 // fetch reads the page after key (nil: the first page). With perRow, it
 // keeps the cursor of every row; otherwise only the last row's key.
 func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string, items []T, perRow bool) (page[T], error) {
@@ -492,47 +502,23 @@ func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string,
 		return page[T]{}, err
 	}
 
-	var index []int // the result column of each key column
-	var fds []pgconn.FieldDescription
+	if cap(items) == 0 {
+		// A full page is the common case: size the slice for it once
+		// rather than let append grow and copy it a dozen times.
+		items = make([]T, 0, min(k.pageSize, maxPagePrealloc))
+	}
 	buf.keyText, buf.keyEnds = buf.keyText[:0], buf.keyEnds[:0]
-	items, err = pgx.AppendRows(items, rows, func(row pgx.CollectableRow) (T, error) {
-		var zero T
-		if index == nil {
-			fds = row.FieldDescriptions()
-			var err error
-			if index, err = k.columnIndex(fds); err != nil {
-				return zero, err
-			}
-		}
-		raw := row.RawValues()
-		for i, kc := range k.keys {
-			if raw[index[i]] == nil {
-				return zero, fmt.Errorf("%w: column %q", ErrKeysetNullKey, kc.name)
-			}
-		}
-		item, err := k.scan(row)
-		if err != nil {
-			return zero, err
-		}
-		if perRow {
-			// Append the key's strings to one buffer: one allocation per
-			// page, not per row.
-			for i, kc := range k.keys {
-				fd := &fds[index[i]]
-				if buf.keyText, err = kc.kind.appendKey(buf.keyText, buf.m, fd.DataTypeOID, fd.Format, raw[index[i]]); err != nil {
-					return zero, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
-				}
-				buf.keyEnds = append(buf.keyEnds, len(buf.keyText))
-			}
-		} else {
-			for i := range k.keys {
-				buf.lastRaw[i] = append(buf.lastRaw[i][:0], raw[index[i]]...)
-			}
-		}
-		return item, nil
-	})
-	if err != nil || len(items) == 0 {
-		return page[T]{items: items}, err
+	var last []string
+	if items, last, err = k.scanRows(rows, buf, items, perRow); err != nil {
+		rows.Close()
+		return page[T]{}, err
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return page[T]{}, err
+	}
+	if len(items) == 0 {
+		return page[T]{items: items}, nil
 	}
 
 	p := page[T]{items: items}
@@ -552,17 +538,80 @@ func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string,
 		p.last = p.cursors[len(p.cursors)-1].Key
 		return p, nil
 	}
+	p.last = last
+	return p, nil
+}
+
+// scanRows appends the rows of a page to items, each decoded in place. With
+// perRow it keeps every row's cursor strings in buf; otherwise it returns
+// the last row's key.
+func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow bool) ([]T, []string, error) {
+	var index []int // the result column of each key column
+	var fds []pgconn.FieldDescription
+	var named *byName[T]
+	for rows.Next() {
+		if index == nil {
+			fds = rows.FieldDescriptions()
+			var err error
+			if index, err = k.columnIndex(fds); err != nil {
+				return items, nil, err
+			}
+			if k.scan == nil {
+				if named, err = mapColumns[T](fds); err != nil {
+					return items, nil, err
+				}
+			}
+		}
+		raw := rows.RawValues()
+		for i, kc := range k.keys {
+			if raw[index[i]] == nil {
+				return items, nil, fmt.Errorf("%w: column %q", ErrKeysetNullKey, kc.name)
+			}
+		}
+		var err error
+		if named != nil {
+			var zero T
+			items = append(items, zero)
+			err = named.scan(rows, &items[len(items)-1])
+		} else {
+			var item T
+			if item, err = k.scan(rows); err == nil {
+				items = append(items, item)
+			}
+		}
+		if err != nil {
+			return items, nil, err
+		}
+		if perRow {
+			// Append the key's strings to one buffer: one allocation per
+			// page, not per row.
+			for i, kc := range k.keys {
+				fd := &fds[index[i]]
+				if buf.keyText, err = kc.kind.appendKey(buf.keyText, buf.m, fd.DataTypeOID, fd.Format, raw[index[i]]); err != nil {
+					return items, nil, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
+				}
+				buf.keyEnds = append(buf.keyEnds, len(buf.keyText))
+			}
+		} else {
+			for i := range k.keys {
+				buf.lastRaw[i] = append(buf.lastRaw[i][:0], raw[index[i]]...)
+			}
+		}
+	}
+	if perRow || len(items) == 0 {
+		return items, nil, nil
+	}
 	// Only the last row's key is needed: format it now.
-	p.last = make([]string, nk)
+	last := make([]string, len(k.keys))
 	for i, kc := range k.keys {
 		fd := &fds[index[i]]
 		text, err := kc.kind.appendKey(nil, buf.m, fd.DataTypeOID, fd.Format, buf.lastRaw[i])
 		if err != nil {
-			return page[T]{}, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
+			return items, nil, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
 		}
-		p.last[i] = string(text)
+		last[i] = string(text)
 	}
-	return p, nil
+	return items, last, nil
 }
 
 // columnIndex finds the key columns in a result and checks their types.
