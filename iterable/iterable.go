@@ -61,6 +61,8 @@ type Stopper[A any] interface {
 // Completer is an optional hook of a Job: OnComplete runs once the
 // enumeration is exhausted, before OnStop(Completed). If it fails the run
 // fails; the retry finds nothing left to iterate and calls OnComplete again.
+// Once a run has saved the job as completed, OnComplete does not run again,
+// even if the process dies before the job is acknowledged.
 type Completer[A any] interface {
 	OnComplete(ctx context.Context, args A) error
 }

@@ -86,6 +86,9 @@ func (h *iterHandler[A, T, C]) run(ctx context.Context, r *Runner, e *execution)
 
 func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	j := it.e.job
+	if it.base.Status == cursor.StatusCompleted {
+		return it.alreadyCompleted(ctx)
+	}
 	cancelled, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
 	if err != nil {
 		return it.e.failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
@@ -350,6 +353,25 @@ func (it *iteration[A, T, C]) saveFailed(err error) outcome {
 		return outcome{kind: outLost}
 	}
 	return failed(fmt.Errorf("save state: %w", err), nil)
+}
+
+// alreadyCompleted acknowledges a job whose state says an earlier run
+// completed it, OnComplete included: that run's acknowledgement was lost (the
+// process died before its batched ack reached Redis), so the job came back.
+// Nothing runs again, no hook included. The state is saved as it was, which
+// gives it back the shorter TTL of a finished job.
+func (it *iteration[A, T, C]) alreadyCompleted(ctx context.Context) outcome {
+	it.log.InfoContext(ctx, "runner: an earlier run completed this job; acknowledging it without running it again",
+		slog.Int64("items_processed", it.base.ItemsProcessed))
+	if err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, it.base); err != nil {
+		if errors.Is(err, cursor.ErrStaleRun) {
+			return outcome{kind: outLost}
+		}
+		it.log.WarnContext(ctx, "runner: could not save the completed state again", slog.Any("error", err))
+	}
+	out := outcome{kind: outAck}
+	out.progress = it.progress(ctx)
+	return out
 }
 
 // end saves the final state, runs OnComplete and OnStop, and returns the

@@ -261,6 +261,47 @@ func TestIterableJobRunsToCompletionWithHooks(t *testing.T) {
 
 // interruptCase runs a job, pauses it at item 20, applies interrupt to the
 // first runner, and resumes the job on a second runner.
+// A run that completed its job but died before the batched ack reached
+// Redis leaves the job in flight with its state saved as completed; the job
+// is recovered and fetched again. That run acknowledges it without running
+// anything again: no OnResume, no BuildEnumerator, no second OnComplete.
+func TestCompletedJobWhoseAckWasLostIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r)
+		job := newRecorder()
+		runner.RegisterIterable(b.reg, "count", job, nil)
+		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 50}, nil)
+		require.NoError(t, err)
+
+		// The state the completed run left: owned by an earlier lease than
+		// the next fetch hands out.
+		require.NoError(t, r.Client.IncrBy(ctx, "{"+r.Namespace+"}:leases", 10).Err())
+		_, err = b.store.Begin(ctx, res.Job.ID, 5)
+		require.NoError(t, err)
+		done := cursor.State{Cursor: []byte("50"), Started: true, ItemsProcessed: 50, Status: cursor.StatusCompleted,
+			FirstStartedAt: time.Now().Add(-time.Minute), LastCheckpointAt: time.Now()}
+		require.NoError(t, b.store.Save(ctx, res.Job.ID, 5, done))
+
+		b.start(t, nil)
+		ev := b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		require.NotNil(t, ev.Progress)
+		require.Equal(t, int64(50), ev.Progress.ItemsProcessed)
+		require.Empty(t, job.hooks(), "no hook and no enumerator ran again")
+		require.Equal(t, []queue.EventType{queue.EventSucceeded}, b.ev.types(res.Job.ID))
+
+		st, err := b.store.Load(ctx, res.Job.ID)
+		require.NoError(t, err)
+		require.Equal(t, cursor.StatusCompleted, st.Status)
+		require.JSONEq(t, "50", string(st.Cursor))
+		require.Equal(t, 2, st.Executions)
+		ttl := r.Client.TTL(ctx, "{"+r.Namespace+"}:it:"+res.Job.ID).Val()
+		require.LessOrEqual(t, ttl, cursor.CompletedTTLDefault, "the state keeps a finished job's TTL")
+		require.Zero(t, r.Client.LLen(ctx, "{"+r.Namespace+"}:q:default").Val())
+	})
+}
+
 func interruptCase(t *testing.T, r testutil.Redis, interrupt func(*runner.Runner)) {
 	b := setup(t, r)
 	job := newRecorder()
