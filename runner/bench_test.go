@@ -2,6 +2,7 @@ package runner_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,3 +102,76 @@ func BenchmarkPerItemOverhead(b *testing.B) { benchOverhead(b, 0) }
 //
 //	go test ./runner -run '^$' -bench OneMicro -benchtime 2000000x
 func BenchmarkOneMicrosecondItems(b *testing.B) { benchOverhead(b, time.Microsecond) }
+
+// napper is an iterable job over Range(0, N) whose items each take item.
+type napper struct{ item time.Duration }
+
+func (n napper) BuildEnumerator(_ context.Context, a countArgs, c *int64) (enumerators.Enumerator[int64, int64], error) {
+	return enumerators.Range(0, int64(a.N), c), nil
+}
+
+func (n napper) EachIteration(context.Context, countArgs, int64) error {
+	time.Sleep(n.item)
+	return nil
+}
+
+// BenchmarkStopLatency measures the design's stop latency: from Stop (what
+// SIGTERM calls) until the running iterable job's checkpoint is written and
+// the job is back in its queue, both in Redis (the interrupted event fires
+// once they are). Items take 2 ms. Every iteration starts a runner, which
+// resumes the one job, lets it work for 20 ms, and stops it. It reports the
+// median and worst latency and what the worst adds to one item: the target
+// is at most one item plus 10 ms. Real Redis when reachable.
+//
+//	go test ./runner -run '^$' -bench StopLatency -benchtime 50x
+func BenchmarkStopLatency(b *testing.B) {
+	const item = 2 * time.Millisecond
+	r := testutil.RealRedis(b)
+	ctx := context.Background()
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, "nap", napper{item: item}, nil)
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := client.Enqueue(ctx, "nap", countArgs{N: 1 << 30}, nil); err != nil {
+		b.Fatal(err)
+	}
+	var lat []time.Duration
+	for b.Loop() {
+		running := make(chan struct{}, 1)
+		interrupted := make(chan struct{}, 1)
+		run, err := runner.New(runner.Config{
+			Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quiet, Concurrency: 1,
+			OnEvent: func(_ context.Context, ev queue.Event) {
+				switch ev.Type {
+				case queue.EventStarted, queue.EventResumed:
+					running <- struct{}{}
+				case queue.EventInterrupted:
+					interrupted <- struct{}{}
+				}
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := run.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		<-running
+		time.Sleep(20 * time.Millisecond)
+		t0 := time.Now()
+		stopped := make(chan error, 1)
+		go func() { stopped <- run.Stop(ctx) }()
+		<-interrupted
+		lat = append(lat, time.Since(t0))
+		if err := <-stopped; err != nil {
+			b.Fatal(err)
+		}
+	}
+	slices.Sort(lat)
+	worst := lat[len(lat)-1]
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64((worst-item).Microseconds())/1000, "max-over-item-ms")
+}
