@@ -319,7 +319,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	if ierr == nil && n == 0 {
 		pipe := c.db.C.TxPipeline()
 		pipe.ZRem(ctx, c.db.Keys.Procs(), c.cfg.ProcessID)
-		pipe.Del(ctx, c.db.Keys.Proc(c.cfg.ProcessID))
+		pipe.Del(ctx, c.db.Keys.Proc(c.cfg.ProcessID), c.db.Keys.Started(c.cfg.ProcessID))
 		_, ierr = pipe.Exec(ctx)
 	} else if ierr == nil {
 		c.log.WarnContext(ctx, "queue: stopping with jobs in flight; they return to their queues when this process is reaped",
@@ -679,6 +679,20 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 		return 0, fmt.Errorf("queue: return orphaned jobs: %w", err)
 	}
 	return n, nil
+}
+
+// MarkStarted records, before a recovered job's code runs, that this process
+// is starting it. Only a job marked started is counted as recovered again if
+// the process dies, so a job that was merely fetched ahead by processes that
+// died of something else never becomes a poison pill. A job never recovered
+// before needs no mark (its first recovery always counts), and the runner
+// calls this only for jobs with Recovered > 0: one round trip per recovered
+// job, none on the common path.
+func (c *Consumer) MarkStarted(ctx context.Context, j *Job) error {
+	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease); err != nil {
+		return fmt.Errorf("queue: mark %s started: %w", j.ID, err)
+	}
+	return nil
 }
 
 // Forgive zeroes the count of recoveries of a running job, once it has made

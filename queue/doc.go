@@ -17,7 +17,9 @@
 // process heartbeats; a process that misses heartbeats for DeadAfter is
 // reaped by any live one and its jobs go back to the head of their queues,
 // without using an attempt (a job recovered more than MaxRecoveries times
-// is sent to the dead set as a poison pill). Every way a job leaves the
+// is sent to the dead set as a poison pill; after its first recovery a job
+// counts only recoveries from processes that had started it, see
+// Consumer.MarkStarted). Every way a job leaves the
 // in-flight hash is accepted only from the run holding its current lease. An
 // idle consumer waits on a pub/sub notification, not a polling loop, so a
 // job starts within a millisecond or two of its enqueue.

@@ -491,6 +491,10 @@ func TestPoisonPillGoesToDeadSet(t *testing.T) {
 			require.Len(t, jobs, 1, "crash %d: the job is handed out again", crash)
 			require.Equal(t, crash-1, jobs[0].Recovered)
 			require.Equal(t, 1, jobs[0].Attempt, "a recovery does not consume an attempt")
+			if jobs[0].Recovered > 0 {
+				// What the runner does before it runs a recovered job.
+				require.NoError(t, victim.cons.MarkStarted(ctx, jobs[0]))
+			}
 			// The victim dies: it stops beating; the live process reaps it.
 			testutil.Eventually(t, 5*time.Second, func() bool {
 				_, err := live.cons.Heartbeat(ctx, nil)
@@ -508,5 +512,57 @@ func TestPoisonPillGoesToDeadSet(t *testing.T) {
 		require.Len(t, dead, 1)
 		require.Equal(t, res.Job.ID, dead[0].ID)
 		require.Contains(t, dead[0].LastError.Message, "poison pill")
+	})
+}
+
+// A job that processes fetch but never start (fetched ahead, then the
+// process dies of something else) counts its first recovery only: it is
+// never taken for a poison pill, however many such processes die. A job
+// marked started counts every time.
+func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		cc := queue.ConsumerConfig{HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond, MaxRecoveries: 2}
+		live := setup(t, r, cc)
+		ahead, err := live.client.Enqueue(ctx, "bystander", nil, nil)
+		require.NoError(t, err)
+		culprit, err := live.client.Enqueue(ctx, "crashy", nil, nil)
+		require.NoError(t, err)
+		recovered := map[string]int{}
+		for crash := 1; crash <= 5; crash++ {
+			victim := setup(t, r, cc)
+			jobs, err := victim.cons.Fetch(ctx, 2)
+			require.NoError(t, err)
+			for _, j := range jobs {
+				recovered[j.ID] = j.Recovered
+				if j.ID == culprit.Job.ID && j.Recovered > 0 {
+					require.NoError(t, victim.cons.MarkStarted(ctx, j))
+				}
+			}
+			if crash <= 3 {
+				require.Len(t, jobs, 2, "crash %d: both jobs are handed out again", crash)
+				require.Equal(t, crash-1, recovered[culprit.Job.ID], "crash %d: the started job counts every recovery", crash)
+			} else {
+				require.Len(t, jobs, 1, "crash %d: the culprit is dead", crash)
+			}
+			require.Equal(t, min(crash-1, 1), recovered[ahead.Job.ID], "crash %d: the job never started counts its first recovery only", crash)
+			testutil.Eventually(t, 5*time.Second, func() bool {
+				_, err := live.cons.Heartbeat(ctx, nil)
+				require.NoError(t, err)
+				n, err := live.cons.Reap(ctx)
+				require.NoError(t, err)
+				return n > 0
+			}, "crash %d recovered", crash)
+			require.Zero(t, r.Client.Exists(ctx, "{"+r.Namespace+"}:started:"+victim.cons.ProcessID()).Val(), "the reaper drops the dead process's marks")
+		}
+		dead, err := live.client.SetJobs(ctx, queue.SetDead, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, dead, 1)
+		require.Equal(t, culprit.Job.ID, dead[0].ID)
+		jobs, err := live.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, jobs, 1)
+		require.Equal(t, ahead.Job.ID, jobs[0].ID, "the bystander still runs")
 	})
 }

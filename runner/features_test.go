@@ -3,11 +3,13 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
@@ -492,5 +494,80 @@ func TestIdleRunnerIsWokenByEveryEnqueue(t *testing.T) {
 			worst = max(worst, time.Since(t0))
 		}
 		t.Logf("slowest pickup of 300 on an idle runner: %s", worst)
+	})
+}
+
+// markCheck is a plain job that reads, while it runs, the start mark its
+// runner left for it.
+type markCheck struct {
+	rdb  redis.UniversalClient
+	key  func(string) string
+	seen chan [2]string // job id, what it saw
+}
+
+func (m markCheck) Perform(ctx context.Context, _ struct{}) error {
+	info, _ := iterable.InfoFromContext(ctx)
+	v, err := m.rdb.HGet(ctx, m.key(info.JobID), info.JobID).Result()
+	if err != nil {
+		v = err.Error()
+	}
+	m.seen <- [2]string{info.JobID, fmt.Sprintf("%s run %d", v, info.Run)}
+	return nil
+}
+
+// A job recovered from a dead process is marked started (with its run's
+// lease) before its code runs, so that if it kills this process too, the
+// recovery counts against it; a job never recovered is not marked (no
+// round trip on the common path).
+func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r)
+		var run *runner.Runner
+		job := markCheck{rdb: r.Client, seen: make(chan [2]string, 2), key: func(string) string {
+			return "{" + r.Namespace + "}:started:" + run.ProcessID()
+		}}
+		runner.Register(b.reg, "mark", job, nil)
+		fresh, err := b.client.Enqueue(ctx, "mark", struct{}{}, nil)
+		require.NoError(t, err)
+		recovered, err := b.client.Enqueue(ctx, "mark", struct{}{}, nil)
+		require.NoError(t, err)
+
+		// A process takes both jobs and dies; another reaps it.
+		cc := queue.ConsumerConfig{Namespace: r.Namespace, Logger: quiet, HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}
+		victim, err := queue.NewConsumer(r.Client, cc)
+		require.NoError(t, err)
+		require.NoError(t, victim.Start(ctx))
+		t.Cleanup(func() { _ = victim.Stop(context.Background()) })
+		jobs, err := victim.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, jobs, 2)
+		require.NoError(t, victim.Release(ctx, jobs[:1]), "the first job goes back unharmed")
+		reaper, err := queue.NewConsumer(r.Client, cc)
+		require.NoError(t, err)
+		require.NoError(t, reaper.Start(ctx))
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			_, err := reaper.Heartbeat(ctx, nil)
+			require.NoError(t, err)
+			n, err := reaper.Reap(ctx)
+			require.NoError(t, err)
+			return n == 1
+		}, "the dead process reaped")
+		t.Cleanup(func() { _ = reaper.Stop(context.Background()) })
+
+		run = b.start(t, func(c *runner.Config) { c.Concurrency = 1 })
+		b.ev.wait(t, fresh.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, recovered.Job.ID, queue.EventSucceeded)
+		got := map[string]string{}
+		for range 2 {
+			s := <-job.seen
+			got[s[0]] = s[1]
+		}
+		require.Contains(t, got[fresh.Job.ID], "redis: nil", "a job never recovered is not marked")
+		var mark, lease int64
+		_, err = fmt.Sscanf(got[recovered.Job.ID], "%d run %d", &mark, &lease)
+		require.NoError(t, err, "the recovered job is marked: %q", got[recovered.Job.ID])
+		require.Equal(t, lease, mark, "the mark holds the run's lease")
 	})
 }

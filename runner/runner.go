@@ -452,6 +452,13 @@ func (r *Runner) work() {
 			r.releaseUnstarted(e)
 			continue
 		}
+		if e.job.Recovered > 0 {
+			// Before any of its code runs: if this process dies now, the
+			// job may be why, and its next recovery must count.
+			if err := r.cons.MarkStarted(ctx, e.job); err != nil {
+				r.log.WarnContext(ctx, "runner: could not mark a recovered job started", slog.String("jid", e.job.ID), slog.Any("error", err))
+			}
+		}
 		r.execute(ctx, e, h, ok)
 		r.mu.Lock()
 		r.running--

@@ -16,6 +16,7 @@
 //	p events             pub/sub channel: lifecycle events as JSON
 //	p leases             counter: the last lease number handed out
 //	p inflight:<id>      hash: job id -> "<lease>|<envelope>" for each job a process holds
+//	p started:<id>       hash: job id -> lease, for the recovered jobs a process started
 //	p scheduled          sorted set: ids of jobs due later, score = due time in ms
 //	p retry              sorted set: ids of jobs waiting to retry, score = due time in ms
 //	p dead               sorted set: ids of dead jobs, score = time of death in ms
@@ -60,6 +61,7 @@ func (k Keys) Dead() string                    { return k.p + "dead" }
 func (k Keys) Procs() string                   { return k.p + "procs" }
 func (k Keys) Proc(id string) string           { return k.p + "proc:" + id }
 func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
+func (k Keys) Started(id string) string        { return k.p + "started:" + id }
 func (k Keys) Cancels() string                 { return k.p + "cancels" }
 func (k Keys) Leases() string                  { return k.p + "leases" }
 func (k Keys) Iter(jid string) string          { return k.p + "it:" + jid }

@@ -345,6 +345,12 @@ func (db *DB) ReturnOrphans(ctx context.Context, procID string, ids []string) (i
 	return db.Release(ctx, procID, owned)
 }
 
+// MarkStarted records that procID started the run of jid holding lease (see
+// reapScript: only a started job's recovery counts against it).
+func (db *DB) MarkStarted(ctx context.Context, procID, jid string, lease int64) error {
+	return db.C.HSet(ctx, db.Keys.Started(procID), jid, lease).Err()
+}
+
 // Forgive zeroes the recovery count in the envelope procID holds for jid,
 // if it holds it with lease.
 func (db *DB) Forgive(ctx context.Context, procID, jid string, lease int64) (bool, error) {

@@ -345,6 +345,14 @@ return 1
 // older than the cutoff to the head of their queues, counting the recovery in
 // each envelope, and forgets those processes.
 //
+// A recovery counts against a job only when the job may have been what
+// killed its process. Nothing says whether a job never recovered before was
+// running or only fetched ahead, so its first recovery always counts. A job
+// recovered before is marked in started:<id> (with its lease) by the run
+// that starts it, before any of its code runs: its recovery counts only
+// with that mark. So a job fetched ahead by process after process that each
+// died of something else is never taken for a poison pill.
+//
 // KEYS[1] procs set
 // ARGV[1] prefix, ARGV[2] cutoff (ms), ARGV[3] this process's id (never reaped)
 //
@@ -356,14 +364,16 @@ local out = {0}
 local woke = {}
 for _, id in ipairs(dead) do
   if id ~= self then
-    local ik = p .. 'inflight:' .. id
+    local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
     local all = redis.call('HGETALL', ik)
     for i = 2, #all, 2 do
-      local _, env = entry(all[i])
+      local lease, env = entry(all[i])
       local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
       local q = env and env_queue(env)
       if head and q then
-        env = head .. (tonumber(n) + 1) .. tail
+        n = tonumber(n)
+        if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
+        env = head .. n .. tail
         redis.call('LPUSH', p .. 'q:' .. q, env)
         woke[q] = true
       else
@@ -372,7 +382,7 @@ for _, id in ipairs(dead) do
       end
       out[1] = out[1] + 1
     end
-    redis.call('DEL', ik, p .. 'proc:' .. id)
+    redis.call('DEL', ik, sk, p .. 'proc:' .. id)
     redis.call('ZREM', KEYS[1], id)
     out[#out+1] = id
   end
