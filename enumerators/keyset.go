@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -501,6 +502,9 @@ func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string,
 		}
 		return page[T]{}, err
 	}
+	// Also on a panic in a Scan function: the connection goes back to the
+	// pool (Close is idempotent).
+	defer rows.Close()
 
 	if cap(items) == 0 {
 		// A full page is the common case: size the slice for it once
@@ -673,14 +677,20 @@ func (k *keyset[T]) each(ctx context.Context, perRow bool, fn func(p page[T]) bo
 // never touches what the page being yielded uses.
 //
 // An early stop waits for the fetch in flight to finish rather than
-// cancelling it: a page is one indexed range query, and a query cancelled
-// mid-way makes pgxpool destroy its connection (in the background, so the
-// pool still counts it as in use after Enumerate returns). Cancelling ctx
-// still ends the fetch at once.
+// cancelling it: a query cancelled mid-way makes pgxpool destroy its
+// connection (in the background, so the pool still counts it as in use
+// after Enumerate returns). The wait is normally one indexed range query,
+// but it lasts as long as that query does: behind a lock, until the lock is
+// released. Cancelling ctx (a hard stop does) ends the fetch at once.
+//
+// A panic in the fetch (a Scan function, a column type's scanner) is
+// raised again in the caller's goroutine, where the runner recovers it, as
+// it would be without Prefetch.
 func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p page[T]) bool) error {
 	type result struct {
-		p   page[T]
-		err error
+		p     page[T]
+		err   error
+		panic error // non-nil: the fetch panicked
 	}
 	var bufs [2]*pageBuffers
 	for i := range bufs {
@@ -688,17 +698,31 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 	}
 	var spare [2][]T
 	var inFlight chan result
+	receive := func() result {
+		r := <-inFlight
+		inFlight = nil
+		if r.panic != nil {
+			panic(r.panic)
+		}
+		return r
+	}
 	defer func() {
 		if inFlight != nil {
-			<-inFlight
+			receive()
 		}
 	}()
 	start := func(slot int, after []string) {
 		ch := make(chan result, 1)
 		items := spare[slot]
 		go func() {
-			p, err := k.fetch(ctx, bufs[slot], after, items, perRow)
-			ch <- result{p, err}
+			var r result
+			defer func() {
+				if v := recover(); v != nil {
+					r = result{panic: fmt.Errorf("enumerators: panic while prefetching a keyset page: %v\n\n%s", v, debug.Stack())}
+				}
+				ch <- r
+			}()
+			r.p, r.err = k.fetch(ctx, bufs[slot], after, items, perRow)
 		}()
 		inFlight = ch
 	}
@@ -722,8 +746,7 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("enumerators: %s: %w", describeAfter(p.last), err)
 		}
-		r := <-inFlight
-		inFlight = nil
+		r := receive()
 		if perRow {
 			// The rows were yielded one by one (copied out): reuse the slice.
 			clear(p.items)

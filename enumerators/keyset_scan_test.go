@@ -2,6 +2,7 @@ package enumerators_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -142,4 +143,43 @@ func TestKeysetDefaultScanMatchesPgx(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []int64{100, 200, 300, 400, 500, 600, 700, 800, 900, 1000}, items)
 	})
+}
+
+// A panic in a Scan function is raised in the goroutine that called
+// Enumerate, where a runner recovers it (with Prefetch too, where the page is
+// read by another goroutine in which the panic would crash the process), and
+// the page's connection goes back to the pool.
+func TestKeysetScanPanicReachesTheCaller(t *testing.T) {
+	t.Parallel()
+	pool := testutil.Postgres(t)
+	pgExec(t, pool, `CREATE TABLE nums (id bigint PRIMARY KEY)`)
+	pgExec(t, pool, `INSERT INTO nums SELECT generate_series(1, 10)`)
+	for _, prefetch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prefetch=%v", prefetch), func(t *testing.T) {
+			cfg := enumerators.KeysetConfig[int64]{DB: pool, Table: "nums", Key: []string{"id"}, PageSize: 3, Prefetch: prefetch,
+				Scan: func(row pgx.CollectableRow) (int64, error) {
+					var id int64
+					err := row.Scan(&id)
+					if id == 5 {
+						panic("bad row 5")
+					}
+					return id, err
+				}}
+			e, err := enumerators.Keyset(t.Context(), cfg, nil)
+			require.NoError(t, err)
+			var got []int64
+			recovered := func() (v any) {
+				defer func() { v = recover() }()
+				_ = e.Enumerate(t.Context(), func(id int64, _ enumerators.KeysetCursor) bool {
+					got = append(got, id)
+					return true
+				})
+				return nil
+			}()
+			require.NotNil(t, recovered, "the panic reaches the caller")
+			require.Contains(t, fmt.Sprint(recovered), "bad row 5")
+			require.Equal(t, []int64{1, 2, 3}, got, "the page before the bad row was yielded")
+			require.Eventually(t, func() bool { return acquired(pool)() == 0 }, 5*time.Second, 10*time.Millisecond, "no connection is left in use")
+		})
+	}
 }
