@@ -616,13 +616,16 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (b
 	if err != nil {
 		return false, fmt.Errorf("queue: encode busy jobs: %w", err)
 	}
-	alive, err := c.db.Heartbeat(ctx, c.cfg.ProcessID, c.now(), info, b, c.cfg.DeadAfter*2, first)
+	alive, err := c.db.Heartbeat(ctx, c.cfg.ProcessID, c.now(), info, b, c.procTTL(), first)
 	if err != nil {
 		return false, fmt.Errorf("queue: heartbeat: %w", err)
 	}
 	c.beaten = true
 	return alive, nil
 }
+
+// procTTL is how long the process hash outlives the last heartbeat.
+func (c *Consumer) procTTL() time.Duration { return c.cfg.DeadAfter * 2 }
 
 // Reap returns the in-flight jobs of processes that missed their heartbeats
 // for DeadAfter to the head of their queues. It returns how many jobs it
@@ -689,7 +692,7 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 // calls this only for jobs with Recovered > 0: one round trip per recovered
 // job, none on the common path.
 func (c *Consumer) MarkStarted(ctx context.Context, j *Job) error {
-	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease); err != nil {
+	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease, c.procTTL()); err != nil {
 		return fmt.Errorf("queue: mark %s started: %w", j.ID, err)
 	}
 	return nil

@@ -566,3 +566,42 @@ func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
 		require.Equal(t, ahead.Job.ID, jobs[0].ID, "the bystander still runs")
 	})
 }
+
+// A start mark lives as long as its run: the ack or the end of the run drops
+// it, and the marks of a process expire a day after its last heartbeat (each
+// beat refreshes them), so a process that dies unregistered leaves none for
+// good.
+func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r, queue.ConsumerConfig{})
+		for range 2 {
+			_, err := b.client.Enqueue(ctx, "k", nil, nil)
+			require.NoError(t, err)
+		}
+		jobs, err := b.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, jobs, 2)
+		key := b.key("started:" + b.cons.ProcessID())
+		for _, j := range jobs {
+			require.NoError(t, b.cons.MarkStarted(ctx, j))
+		}
+		require.Equal(t, int64(2), r.Client.HLen(ctx, key).Val())
+		ttl := r.Client.TTL(ctx, key).Val()
+		require.Greater(t, ttl, 23*time.Hour)
+		require.LessOrEqual(t, ttl, 24*time.Hour)
+
+		require.NoError(t, r.Client.Expire(ctx, key, time.Minute).Err())
+		_, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Greater(t, r.Client.TTL(ctx, key).Val(), 23*time.Hour, "a heartbeat refreshes the marks")
+
+		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		require.NoError(t, err)
+		require.Empty(t, stale)
+		require.False(t, r.Client.HExists(ctx, key, jobs[0].ID).Val(), "the ack drops the mark")
+		require.NoError(t, b.cons.Retry(ctx, jobs[1], time.Now().Add(time.Hour), &queue.JobError{Message: "x"}, nil))
+		require.Zero(t, r.Client.Exists(ctx, key).Val(), "the end of the run drops the mark")
+	})
+}

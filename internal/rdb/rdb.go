@@ -125,7 +125,7 @@ func (db *DB) Ack(ctx context.Context, procID string, now time.Time, jobs []Owne
 	for _, j := range jobs {
 		args = append(args, j.ID, j.Lease, j.Event)
 	}
-	res, err := ackScript.Run(ctx, db.C, []string{db.Keys.Inflight(procID)}, args...).StringSlice()
+	res, err := ackScript.Run(ctx, db.C, []string{db.Keys.Inflight(procID), db.Keys.Started(procID)}, args...).StringSlice()
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +172,7 @@ type Finish struct {
 
 // Finish applies f; false means the run no longer owns the job.
 func (db *DB) Finish(ctx context.Context, now time.Time, f Finish) (bool, error) {
-	n, err := finishScript.Run(ctx, db.C, []string{db.Keys.Inflight(f.ProcID)},
+	n, err := finishScript.Run(ctx, db.C, []string{db.Keys.Inflight(f.ProcID), db.Keys.Started(f.ProcID)},
 		db.Keys.Prefix(), f.ID, f.Lease, f.Action, f.Due, f.NewEnvelope, f.Error, f.Event,
 		Ms(now), Day(now), f.DeadMax, f.DeadMaxAge.Milliseconds()).Int()
 	return n == 1, err
@@ -198,8 +198,8 @@ func (db *DB) Heartbeat(ctx context.Context, procID string, now time.Time, info,
 	if first {
 		f = "1"
 	}
-	n, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(procID)},
-		procID, Ms(now), info, busy, int64(ttl.Seconds())+1, f).Int()
+	n, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(procID), db.Keys.Started(procID)},
+		procID, Ms(now), info, busy, int64(ttl.Seconds())+1, f, int64(StartedTTL(ttl).Seconds())).Int()
 	return n == 1, err
 }
 
@@ -345,10 +345,24 @@ func (db *DB) ReturnOrphans(ctx context.Context, procID string, ids []string) (i
 	return db.Release(ctx, procID, owned)
 }
 
+// StartedTTL is how long a process's start marks outlive its last heartbeat
+// (each beat refreshes them), given its process hash's TTL: long enough for
+// a reaper to find them after the process dies, and bounded, so marks left
+// by a process that dies unregistered (reaped while alive, then killed) go
+// away.
+func StartedTTL(procTTL time.Duration) time.Duration { return max(24*time.Hour, procTTL) }
+
 // MarkStarted records that procID started the run of jid holding lease (see
-// reapScript: only a started job's recovery counts against it).
-func (db *DB) MarkStarted(ctx context.Context, procID, jid string, lease int64) error {
-	return db.C.HSet(ctx, db.Keys.Started(procID), jid, lease).Err()
+// reapScript: only a started job's recovery counts against it). Ack and
+// finish drop the mark.
+func (db *DB) MarkStarted(ctx context.Context, procID, jid string, lease int64, procTTL time.Duration) error {
+	key := db.Keys.Started(procID)
+	_, err := db.C.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, key, jid, lease)
+		p.Expire(ctx, key, StartedTTL(procTTL))
+		return nil
+	})
+	return err
 }
 
 // Forgive zeroes the recovery count in the envelope procID holds for jid,

@@ -205,7 +205,7 @@ return out
 // uniqueness keys and counts them. A job this run no longer owns is left
 // alone and reported.
 //
-// KEYS[1] in-flight hash
+// KEYS[1] in-flight hash, KEYS[2] the process's start marks
 // ARGV[1] prefix, ARGV[2] day (yyyy-mm-dd), then 3 per job: jid, lease, event JSON
 //
 // Returns the ids of stale jobs.
@@ -232,6 +232,7 @@ for k, jid in ipairs(ids) do
 end
 if #done > 0 then
   redis.call('HDEL', KEYS[1], unpack(done))
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HDEL', KEYS[2], unpack(done)) end
   bump_stat(p, 'processed', ARGV[2], #done)
   if redis.call('EXISTS', p .. 'cancels') == 1 then redis.call('ZREM', p .. 'cancels', unpack(done)) end
 end
@@ -241,7 +242,7 @@ return stale
 // finishScript ends a run that did not succeed, if the run still owns the
 // job (its in-flight entry carries the run's lease).
 //
-// KEYS[1] in-flight hash
+// KEYS[1] in-flight hash, KEYS[2] the process's start marks
 // ARGV[1] prefix, ARGV[2] jid, ARGV[3] lease, ARGV[4] action, ARGV[5] due (ms),
 // ARGV[6] new envelope (empty = unchanged), ARGV[7] error JSON (empty = none),
 // ARGV[8] event JSON, ARGV[9] now (ms), ARGV[10] day, ARGV[11] dead max jobs,
@@ -252,12 +253,26 @@ return stale
 // failure, releases uniqueness, keeps an iterable job's state as long as the
 // dead set keeps the job), cancel (forgets the job, releases uniqueness).
 //
+// An iterable job's state saved as completed is marked failed (retry, dead)
+// or interrupted (requeue, schedule): the run completed the job, but it ends
+// otherwise (a middleware turned the success into a failure or a snooze), so
+// the next run must run it rather than take it for one whose ack was lost.
+//
 // Returns 1, or 0 when the run no longer owns the job.
 var finishScript = redis.NewScript(luaLib + `
 local p, jid, lease, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local l, env = entry(redis.call('HGET', KEYS[1], jid))
 if not l or l ~= lease then return 0 end
 redis.call('HDEL', KEYS[1], jid)
+redis.call('HDEL', KEYS[2], jid)
+if action ~= 'cancel' then
+  local ik = p .. 'it:' .. jid
+  if redis.call('HGET', ik, 'status') == 'completed' then
+    local st = 'interrupted'
+    if action == 'retry' or action == 'dead' then st = 'failed' end
+    redis.call('HSET', ik, 'status', st)
+  end
+end
 if ARGV[6] ~= '' then env = ARGV[6] end
 local now = tonumber(ARGV[9])
 local q = env_queue(env)
@@ -326,9 +341,9 @@ return {moved, next_due}
 
 // heartbeatScript records that a process is alive.
 //
-// KEYS[1] procs set, KEYS[2] process hash
+// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks
 // ARGV[1] process id, ARGV[2] now (ms), ARGV[3] info JSON, ARGV[4] busy JSON,
-// ARGV[5] hash TTL (s), ARGV[6] '1' on the first beat
+// ARGV[5] hash TTL (s), ARGV[6] '1' on the first beat, ARGV[7] start marks TTL (s)
 //
 // Returns 1, or 0 when the process had been presumed dead and reaped since its
 // last beat (its in-flight jobs were handed to others).
@@ -337,6 +352,7 @@ local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], 'info', ARGV[3], 'busy', ARGV[4], 'beat', ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
 if not known and ARGV[6] ~= '1' then return 0 end
 return 1
 `)
