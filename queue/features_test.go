@@ -476,6 +476,21 @@ func TestRoundTripsPerJob(t *testing.T) {
 	})
 }
 
+// reapDead has live, beating, reap the processes that stopped beating, and
+// returns how many jobs it recovered.
+func reapDead(t *testing.T, live bundle) int {
+	t.Helper()
+	var n int
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, err := live.cons.Heartbeat(t.Context(), nil)
+		require.NoError(t, err)
+		n, err = live.cons.Reap(t.Context())
+		require.NoError(t, err)
+		return n > 0
+	}, "a dead process reaped")
+	return n
+}
+
 func TestPoisonPillGoesToDeadSet(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
@@ -496,13 +511,7 @@ func TestPoisonPillGoesToDeadSet(t *testing.T) {
 				require.NoError(t, victim.cons.MarkStarted(ctx, jobs[0]))
 			}
 			// The victim dies: it stops beating; the live process reaps it.
-			testutil.Eventually(t, 5*time.Second, func() bool {
-				_, err := live.cons.Heartbeat(ctx, nil)
-				require.NoError(t, err)
-				n, err := live.cons.Reap(ctx)
-				require.NoError(t, err)
-				return n == 1
-			}, "crash %d recovered", crash)
+			require.Equal(t, 1, reapDead(t, live), "crash %d recovered", crash)
 		}
 		jobs, err := live.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
@@ -547,13 +556,7 @@ func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
 				require.Len(t, jobs, 1, "crash %d: the culprit is dead", crash)
 			}
 			require.Equal(t, min(crash-1, 1), recovered[ahead.Job.ID], "crash %d: the job never started counts its first recovery only", crash)
-			testutil.Eventually(t, 5*time.Second, func() bool {
-				_, err := live.cons.Heartbeat(ctx, nil)
-				require.NoError(t, err)
-				n, err := live.cons.Reap(ctx)
-				require.NoError(t, err)
-				return n > 0
-			}, "crash %d recovered", crash)
+			require.Positive(t, reapDead(t, live), "crash %d recovered", crash)
 			require.Zero(t, r.Client.Exists(ctx, "{"+r.Namespace+"}:started:"+victim.cons.ProcessID()).Val(), "the reaper drops the dead process's marks")
 		}
 		dead, err := live.client.SetJobs(ctx, queue.SetDead, 0, 10)
