@@ -38,19 +38,7 @@ func TestLostFetchReplyStrandsNoJob(t *testing.T) {
 		t.Fatal("the worker never fetched")
 	}
 
-	stranded := b.waitCompleted(jobs)
-	if len(stranded) > 0 {
-		t.Logf("%d jobs stranded in the live worker: %v", len(stranded), stranded)
-		b.recoverStranded(w, opts, jobs)
-	} else {
-		w.signal(syscall.SIGTERM)
-		w.requireCleanExit(stopTimeout)
-	}
-	requireAllCompleted(t, b, ids)
-	b.requireDrained()
-	if len(stranded) > 0 {
-		t.Fatalf("%d of %d jobs were stranded until the worker exited: a fetch retried by the Redis client after a lost reply left its first batch in flight", len(stranded), jobs)
-	}
+	requireNoneStranded(t, b, w, opts, ids, "a fetch retried by the Redis client after a lost reply left its first batch in flight")
 }
 
 // Redis becomes unreachable right after a fetch, while one job runs and the
@@ -78,6 +66,16 @@ func TestUnreturnableFetchedAheadJobIsNotStranded(t *testing.T) {
 	time.Sleep(time.Until(downAt.Add(time.Second))) // the outage: ten times FetchAheadHold
 	p.up()
 
+	requireNoneStranded(t, b, w, opts, ids, "fetched-ahead jobs that could not be handed back stayed in flight")
+}
+
+// requireNoneStranded waits for the jobs ids to complete in the live worker
+// w. Jobs stranded in its in-flight hash are recovered (by stopping w and
+// starting another) so the rest of the checks run, and then fail the test
+// with why.
+func requireNoneStranded(t *testing.T, b *bundle, w *worker, opts workerOpts, ids []string, why string) {
+	t.Helper()
+	jobs := len(ids)
 	stranded := b.waitCompleted(jobs)
 	if len(stranded) > 0 {
 		t.Logf("%d jobs stranded in the live worker: %v", len(stranded), stranded)
@@ -89,6 +87,6 @@ func TestUnreturnableFetchedAheadJobIsNotStranded(t *testing.T) {
 	requireAllCompleted(t, b, ids)
 	b.requireDrained()
 	if len(stranded) > 0 {
-		t.Fatalf("%d of %d jobs were stranded until the worker exited: fetched-ahead jobs that could not be handed back stayed in flight", len(stranded), jobs)
+		t.Fatalf("%d of %d jobs were stranded until the worker exited: %s", len(stranded), jobs, why)
 	}
 }
