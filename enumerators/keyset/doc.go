@@ -33,8 +33,9 @@
 // Building reads the catalog: the key columns must be in the result, of a
 // type cursors can hold (integers, numeric, text, uuid, date, timestamps),
 // and unique, by a primary key or unique index of the table (ErrNotUnique
-// otherwise, unless Config.AllowNonUnique). A Config that cannot work is an
-// error matching ErrConfig; a NULL key met while reading is ErrNullKey; a
+// otherwise, unless Config.AllowNonUnique). A Config that cannot work (a
+// base Query with its own top-level ORDER BY or LIMIT, for one) is an error
+// matching ErrConfig; a NULL key met while reading is ErrNullKey; a
 // cursor that does not fit the key matches enumerators.ErrInvalidCursor.
 //
 // # Connections

@@ -87,7 +87,9 @@ type Config[T any] struct {
 
 	// Query, instead of Table, is a SELECT whose rows are visited, for joins
 	// and computed columns. It is wrapped as a subquery, so it must not
-	// have its own ORDER BY, LIMIT or OFFSET; its output must include the
+	// have its own ORDER BY, LIMIT, OFFSET or FETCH at its top level (an
+	// error matching ErrConfig says so; inside parentheses, in a subquery,
+	// a window or an aggregate, they are fine); its output must include the
 	// key columns under the names in Key. Its $n placeholders bind Args.
 	Query string
 	// KeyTable names, in Query mode, the table whose primary key or unique
@@ -272,6 +274,8 @@ func (cfg *Config[T]) validate() error {
 		return bad("Columns apply to Table; select the columns in Query")
 	case cfg.Table != "" && cfg.KeyTable != "":
 		return bad("KeyTable applies to Query; with Table the table itself is checked")
+	case cfg.Query != "" && ownClause(cfg.Query) != "":
+		return bad("Query has its own %s: it is wrapped as a subquery that the enumerator orders by Key and pages with LIMIT; remove it (one inside parentheses, in a subquery or a window, is fine)", ownClause(cfg.Query))
 	case cfg.Query != "" && cfg.KeyTable == "" && !cfg.AllowNonUnique:
 		return bad("with Query, name the table whose unique index makes the key unique (KeyTable), or set AllowNonUnique")
 	case len(cfg.Key) == 0:
