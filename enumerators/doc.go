@@ -1,19 +1,29 @@
 // Package enumerators holds the enumerator contract and the built-in
 // enumerators iterable jobs walk.
 //
-// An Enumerator yields items in a fixed order, each with the cursor that
-// resumes after it. Enumerators are push-style: Enumerate is a plain loop
-// that calls yield and releases what it holds when yield returns false. The
-// conformance suite in package enumtest checks any enumerator against the
-// contract.
+// # The contract
 //
-// Built-ins:
+// An Enumerator yields items in a fixed order, each with the cursor that
+// resumes after it: built again from that cursor, it yields the next item
+// first, so nothing is skipped and nothing repeated. Enumerators are
+// push-style: Enumerate is a plain loop that calls yield and releases what it
+// holds when yield returns false. A cursor is a small value the runner saves
+// as JSON; a cursor that does not fit the data is an error matching
+// ErrInvalidCursor.
+//
+// An iterable job builds its enumerator from the cursor its last run saved
+// (nil on the first run):
+//
+//	func (j Sweep) BuildEnumerator(_ context.Context, a SweepArgs, c *int64) (enumerators.Enumerator[int64, int64], error) {
+//		return enumerators.Batches(enumerators.Range(0, a.Count, c), 100), nil
+//	}
+//
+// All and Collect drive an enumerator by hand, for tests. The conformance
+// suite in package enumtest checks any enumerator against the contract.
+//
+// # Built-ins
 //
 //   - Slice and Range: cursor = the next index or integer.
-//   - Keyset: a PostgreSQL table or query walked by keyset pagination over
-//     pgx, cursor = the key tuple of the last row; never OFFSET.
-//   - CSV and CSVFile: rows decoded with gocsv, cursor = the byte offset and
-//     line after the last row; resuming seeks instead of re-reading.
 //   - Batches: groups of n items; the cursor moves only after a whole batch.
 //   - Nested: an inner enumeration per outer item; a stale inner cursor is
 //     discarded, never applied to another outer item.
@@ -22,4 +32,17 @@
 //
 // Enumerators may report their size (ProgressReporter) so the runner can
 // record progress as a fraction and an ETA.
+//
+// # Drivers
+//
+// Enumerators over external data live in packages of their own, so that a
+// job package that imports this one links no database or file-format
+// library:
+//
+//   - enumerators/keyset: a PostgreSQL table or query walked by keyset
+//     pagination over pgx, cursor = the key tuple of the last row; never
+//     OFFSET.
+//   - enumerators/csvrows: CSV rows decoded with gocsv, cursor = the byte
+//     offset and line after the last row; resuming seeks instead of
+//     re-reading.
 package enumerators

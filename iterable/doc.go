@@ -11,8 +11,8 @@
 //		index *search.Index
 //	}
 //
-//	func (j Reindex) BuildEnumerator(ctx context.Context, a ReindexArgs, c *enumerators.KeysetCursor) (enumerators.Enumerator[Doc, enumerators.KeysetCursor], error) {
-//		return enumerators.Keyset(ctx, enumerators.KeysetConfig[Doc]{DB: j.pool, Table: "docs", Key: []string{"id"}}, c)
+//	func (j Reindex) BuildEnumerator(ctx context.Context, a ReindexArgs, c *keyset.Cursor) (enumerators.Enumerator[Doc, keyset.Cursor], error) {
+//		return keyset.Rows(ctx, keyset.Config[Doc]{DB: j.pool, Table: "docs", Key: []string{"id"}}, c)
 //	}
 //
 //	func (j Reindex) EachIteration(ctx context.Context, a ReindexArgs, d Doc) error {

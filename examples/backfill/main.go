@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/exampleutil"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/queue"
@@ -56,11 +57,11 @@ type Backfill struct {
 }
 
 // BuildEnumerator pages through the table in id order, after the cursor.
-func (j *Backfill) BuildEnumerator(ctx context.Context, a BackfillArgs, c *enumerators.KeysetCursor) (enumerators.Enumerator[[]Account, enumerators.KeysetCursor], error) {
+func (j *Backfill) BuildEnumerator(ctx context.Context, a BackfillArgs, c *keyset.Cursor) (enumerators.Enumerator[[]Account, keyset.Cursor], error) {
 	if c != nil {
 		fmt.Printf("  resuming after id %s: one indexed range query, no OFFSET\n", c.Key[0])
 	}
-	return enumerators.KeysetPages(ctx, enumerators.KeysetConfig[Account]{
+	return keyset.Pages(ctx, keyset.Config[Account]{
 		DB:       j.pool,
 		Table:    a.Table,
 		Columns:  []string{"id", "email"},

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/csvrows"
 	"github.com/iterjob/iterjob/internal/exampleutil"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/queue"
@@ -51,7 +52,7 @@ type ImportArgs struct {
 	Path string `json:"path"`
 }
 
-// Import imports one account per item. Its cursor (enumerators.CSVCursor) is
+// Import imports one account per item. Its cursor (csvrows.Cursor) is
 // the byte offset and line after the last imported row.
 type Import struct {
 	rdb     redis.UniversalClient
@@ -62,11 +63,11 @@ type Import struct {
 }
 
 // BuildEnumerator opens the file and seeks to the cursor.
-func (j *Import) BuildEnumerator(_ context.Context, a ImportArgs, c *enumerators.CSVCursor) (enumerators.Enumerator[Account, enumerators.CSVCursor], error) {
+func (j *Import) BuildEnumerator(_ context.Context, a ImportArgs, c *csvrows.Cursor) (enumerators.Enumerator[Account, csvrows.Cursor], error) {
 	if c != nil {
 		fmt.Printf("  resuming at byte %d (after line %d): a seek, not a re-read\n", c.Offset, c.Line)
 	}
-	return enumerators.CSVFile[Account](a.Path, c, enumerators.CSVConfig{RequireHeader: true}), nil
+	return csvrows.FromFile[Account](a.Path, c, csvrows.Config{RequireHeader: true}), nil
 }
 
 // EachIteration "imports" an account: it counts it in Redis, so the program

@@ -1,4 +1,4 @@
-package enumerators_test
+package keyset_test
 
 import (
 	"cmp"
@@ -19,14 +19,15 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/enumerators/enumtest"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
 // The pgx types a keyset enumerator accepts.
 var (
-	_ enumerators.Querier = (*pgxpool.Pool)(nil)
-	_ enumerators.Querier = (*pgx.Conn)(nil)
-	_ enumerators.Querier = pgx.Tx(nil)
+	_ keyset.Querier = (*pgxpool.Pool)(nil)
+	_ keyset.Querier = (*pgx.Conn)(nil)
+	_ keyset.Querier = pgx.Tx(nil)
 )
 
 type keysetItem struct {
@@ -40,7 +41,7 @@ type keysetPair struct {
 	Note string `db:"note"`
 }
 
-func pgExec(t testing.TB, db enumerators.Querier, sql string, args ...any) {
+func pgExec(t testing.TB, db keyset.Querier, sql string, args ...any) {
 	t.Helper()
 	rows, err := db.Query(t.Context(), sql, args...)
 	require.NoError(t, err, sql)
@@ -57,7 +58,7 @@ func acquired(pool *pgxpool.Pool) func() int {
 // failingQuerier fails every query from the failAt-th on with
 // enumtest.ErrSource.
 type failingQuerier struct {
-	enumerators.Querier
+	keyset.Querier
 	calls, failAt int
 }
 
@@ -71,10 +72,10 @@ func (f *failingQuerier) Query(ctx context.Context, sql string, args ...any) (pg
 
 // failingAfter builds with cfg on a querier that lets the first page
 // through and fails the second.
-func failingAfter[T any](ctx context.Context, cfg enumerators.KeysetConfig[T]) (enumerators.Enumerator[T, enumerators.KeysetCursor], error) {
+func failingAfter[T any](ctx context.Context, cfg keyset.Config[T]) (enumerators.Enumerator[T, keyset.Cursor], error) {
 	f := &failingQuerier{Querier: cfg.DB}
 	cfg.DB = f
-	e, err := enumerators.Keyset(ctx, cfg, nil)
+	e, err := keyset.Rows(ctx, cfg, nil)
 	f.failAt = f.calls + 2
 	return e, err
 }
@@ -111,19 +112,19 @@ func pairsTable(t *testing.T, pool *pgxpool.Pool) []keysetPair {
 	return want
 }
 
-func TestKeysetConformanceSingleKey(t *testing.T) {
+func TestConformanceSingleKey(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	want := itemsTable(t, pool, 200)
-	cfg := enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 7}
-	enumtest.Run(t, enumtest.Case[keysetItem, enumerators.KeysetCursor]{
-		Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[keysetItem, enumerators.KeysetCursor], error) {
-			return enumerators.Keyset(ctx, cfg, c)
+	cfg := keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 7}
+	enumtest.Run(t, enumtest.Case[keysetItem, keyset.Cursor]{
+		Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[keysetItem, keyset.Cursor], error) {
+			return keyset.Rows(ctx, cfg, c)
 		},
 		Want:   want,
 		Stride: 3,
 		Open:   acquired(pool),
-		Failing: func(ctx context.Context) (enumerators.Enumerator[keysetItem, enumerators.KeysetCursor], error) {
+		Failing: func(ctx context.Context) (enumerators.Enumerator[keysetItem, keyset.Cursor], error) {
 			return failingAfter(ctx, cfg)
 		},
 		FailErr: enumtest.ErrSource,
@@ -132,33 +133,33 @@ func TestKeysetConformanceSingleKey(t *testing.T) {
 
 // From every position of a composite key whose leading column repeats
 // across page boundaries, resuming yields exactly the remaining rows.
-func TestKeysetConformanceCompositeKey(t *testing.T) {
+func TestConformanceCompositeKey(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	want := pairsTable(t, pool)
-	cfg := enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7}
-	enumtest.Run(t, enumtest.Case[keysetPair, enumerators.KeysetCursor]{
-		Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[keysetPair, enumerators.KeysetCursor], error) {
-			return enumerators.Keyset(ctx, cfg, c)
+	cfg := keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7}
+	enumtest.Run(t, enumtest.Case[keysetPair, keyset.Cursor]{
+		Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[keysetPair, keyset.Cursor], error) {
+			return keyset.Rows(ctx, cfg, c)
 		},
 		Want: want,
 		Open: acquired(pool),
-		Failing: func(ctx context.Context) (enumerators.Enumerator[keysetPair, enumerators.KeysetCursor], error) {
+		Failing: func(ctx context.Context) (enumerators.Enumerator[keysetPair, keyset.Cursor], error) {
 			return failingAfter(ctx, cfg)
 		},
 		FailErr: enumtest.ErrSource,
 	})
 }
 
-func TestKeysetConformanceDescending(t *testing.T) {
+func TestConformanceDescending(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	want := pairsTable(t, pool)
 	slices.Reverse(want)
-	cfg := enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Descending: true}
-	enumtest.Run(t, enumtest.Case[keysetPair, enumerators.KeysetCursor]{
-		Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[keysetPair, enumerators.KeysetCursor], error) {
-			return enumerators.Keyset(ctx, cfg, c)
+	cfg := keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Descending: true}
+	enumtest.Run(t, enumtest.Case[keysetPair, keyset.Cursor]{
+		Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[keysetPair, keyset.Cursor], error) {
+			return keyset.Rows(ctx, cfg, c)
 		},
 		Want:   want,
 		Stride: 3,
@@ -166,7 +167,7 @@ func TestKeysetConformanceDescending(t *testing.T) {
 	})
 }
 
-func TestKeysetPagesConformance(t *testing.T) {
+func TestPagesConformance(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	rows := pairsTable(t, pool)
@@ -174,21 +175,21 @@ func TestKeysetPagesConformance(t *testing.T) {
 	for page := range slices.Chunk(rows, 7) {
 		want = append(want, page)
 	}
-	cfg := enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7}
-	enumtest.Run(t, enumtest.Case[[]keysetPair, enumerators.KeysetCursor]{
-		Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[[]keysetPair, enumerators.KeysetCursor], error) {
-			return enumerators.KeysetPages(ctx, cfg, c)
+	cfg := keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7}
+	enumtest.Run(t, enumtest.Case[[]keysetPair, keyset.Cursor]{
+		Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[[]keysetPair, keyset.Cursor], error) {
+			return keyset.Pages(ctx, cfg, c)
 		},
 		Want: want,
 		Open: acquired(pool),
 	})
 }
 
-func TestKeysetPagesCursorIsLastRowOfPage(t *testing.T) {
+func TestPagesCursorIsLastRowOfPage(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 20)
-	e, err := enumerators.KeysetPages(t.Context(), enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 7}, nil)
+	e, err := keyset.Pages(t.Context(), keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 7}, nil)
 	require.NoError(t, err)
 	pages, cursors, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
@@ -197,19 +198,19 @@ func TestKeysetPagesCursorIsLastRowOfPage(t *testing.T) {
 		sizes = append(sizes, len(p))
 	}
 	require.Equal(t, []int{7, 7, 6}, sizes)
-	require.Equal(t, []enumerators.KeysetCursor{{Key: []string{"21"}}, {Key: []string{"42"}}, {Key: []string{"60"}}}, cursors)
+	require.Equal(t, []keyset.Cursor{{Key: []string{"21"}}, {Key: []string{"42"}}, {Key: []string{"60"}}}, cursors)
 }
 
 // No connection is held while the caller works on an item, so the caller
 // can use the pool (here: all of it) in between.
-func TestKeysetHoldsNoConnectionWhileYielding(t *testing.T) {
+func TestHoldsNoConnectionWhileYielding(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 30)
-	e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 4}, nil)
+	e, err := keyset.Rows(t.Context(), keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 4}, nil)
 	require.NoError(t, err)
 	n := 0
-	err = e.Enumerate(t.Context(), func(keysetItem, enumerators.KeysetCursor) bool {
+	err = e.Enumerate(t.Context(), func(keysetItem, keyset.Cursor) bool {
 		n++
 		require.Zero(t, pool.Stat().AcquiredConns(), "a connection is held while an item is yielded")
 		return true
@@ -220,15 +221,15 @@ func TestKeysetHoldsNoConnectionWhileYielding(t *testing.T) {
 
 // Rows inserted behind the cursor while the enumeration runs are not
 // visited; rows inserted ahead are, and rows deleted ahead are not.
-func TestKeysetConcurrentChanges(t *testing.T) {
+func TestConcurrentChanges(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL)`)
 	pgExec(t, pool, `INSERT INTO items SELECT i*10, 'x' FROM generate_series(1, 20) i`)
-	e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 5}, nil)
+	e, err := keyset.Rows(t.Context(), keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 5}, nil)
 	require.NoError(t, err)
 	var got []int64
-	err = e.Enumerate(t.Context(), func(it keysetItem, _ enumerators.KeysetCursor) bool {
+	err = e.Enumerate(t.Context(), func(it keysetItem, _ keyset.Cursor) bool {
 		got = append(got, it.ID)
 		if it.ID == 80 { // mid-page: the page up to 100 is already read
 			pgExec(t, pool, `INSERT INTO items VALUES (55, 'behind'), (95, 'ahead, this page'), (155, 'ahead, later page')`)
@@ -244,16 +245,16 @@ func TestKeysetConcurrentChanges(t *testing.T) {
 	require.Equal(t, want, got)
 }
 
-func TestKeysetFilterAndArgs(t *testing.T) {
+func TestFilterAndArgs(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pairsTable(t, pool)
-	cfg := enumerators.KeysetConfig[keysetPair]{
+	cfg := keyset.Config[keysetPair]{
 		DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 3,
 		Filter: "a = $1 OR a = $2 -- a trailing comment", Args: []any{4, 17},
 		Columns: []string{"a", "b", "note"},
 	}
-	e, err := enumerators.Keyset(t.Context(), cfg, nil)
+	e, err := keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
 	items, cursors, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
@@ -263,7 +264,7 @@ func TestKeysetFilterAndArgs(t *testing.T) {
 	}
 	require.True(t, slices.IsSortedFunc(items, func(x, y keysetPair) int { return cmp.Or(cmp.Compare(x.A, y.A), cmp.Compare(x.B, y.B)) }))
 
-	e, err = enumerators.Keyset(t.Context(), cfg, &cursors[49])
+	e, err = keyset.Rows(t.Context(), cfg, &cursors[49])
 	require.NoError(t, err)
 	rest, _, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
@@ -272,7 +273,7 @@ func TestKeysetFilterAndArgs(t *testing.T) {
 
 // A base query (a join) with a row function, checked for uniqueness on the
 // table named by KeyTable.
-func TestKeysetQueryMode(t *testing.T) {
+func TestQueryMode(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE customers (id int4 PRIMARY KEY, name text NOT NULL)`)
@@ -283,7 +284,7 @@ func TestKeysetQueryMode(t *testing.T) {
 		ID    int64
 		Label string
 	}
-	cfg := enumerators.KeysetConfig[row]{
+	cfg := keyset.Config[row]{
 		DB: pool,
 		Query: `SELECT o.id, c.name || ': ' || o.total AS label
 			FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > $1 -- big orders`,
@@ -297,7 +298,7 @@ func TestKeysetQueryMode(t *testing.T) {
 			return x, err
 		},
 	}
-	e, err := enumerators.Keyset(t.Context(), cfg, nil)
+	e, err := keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
 	items, cursors, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
@@ -305,24 +306,24 @@ func TestKeysetQueryMode(t *testing.T) {
 	require.Equal(t, row{ID: 5, Label: "Ada: 6.25"}, items[0])
 	require.Equal(t, row{ID: 6, Label: "Zoë: 7.50"}, items[1])
 
-	e, err = enumerators.Keyset(t.Context(), cfg, &cursors[9])
+	e, err = keyset.Rows(t.Context(), cfg, &cursors[9])
 	require.NoError(t, err)
 	rest, _, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
 	require.Equal(t, items[10:], rest)
 
 	cfg.KeyTable = ""
-	_, err = enumerators.Keyset(t.Context(), cfg, nil)
-	require.ErrorIs(t, err, enumerators.ErrKeysetConfig, "a query needs KeyTable or AllowNonUnique")
+	_, err = keyset.Rows(t.Context(), cfg, nil)
+	require.ErrorIs(t, err, keyset.ErrConfig, "a query needs KeyTable or AllowNonUnique")
 	require.ErrorContains(t, err, "KeyTable")
 	cfg.AllowNonUnique = true
-	_, err = enumerators.Keyset(t.Context(), cfg, nil)
+	_, err = keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
 }
 
 // A pgx.Tx is a Querier: the pages run inside the transaction and see its
 // uncommitted rows.
-func TestKeysetInTransaction(t *testing.T) {
+func TestInTransaction(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 10)
@@ -330,7 +331,7 @@ func TestKeysetInTransaction(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { _ = tx.Rollback(context.Background()) }()
 	pgExec(t, tx, `INSERT INTO items VALUES (1000, 'in tx')`)
-	e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[keysetItem]{DB: tx, Table: "items", Key: []string{"id"}, PageSize: 3}, nil)
+	e, err := keyset.Rows(t.Context(), keyset.Config[keysetItem]{DB: tx, Table: "items", Key: []string{"id"}, PageSize: 3}, nil)
 	require.NoError(t, err)
 	items, _, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
@@ -338,7 +339,7 @@ func TestKeysetInTransaction(t *testing.T) {
 	require.Equal(t, keysetItem{ID: 1000, Name: "in tx"}, items[10])
 }
 
-func TestKeysetRefusesNonUniqueKey(t *testing.T) {
+func TestRefusesNonUniqueKey(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE t (a int4 NOT NULL, b int4 NOT NULL, c int4 NOT NULL, d int4, note text)`)
@@ -349,19 +350,19 @@ func TestKeysetRefusesNonUniqueKey(t *testing.T) {
 	pgExec(t, pool, `INSERT INTO t VALUES (1, 1, 1, 1, 'x'), (1, 2, 2, 2, 'y'), (2, 1, 3, 3, 'z')`)
 	type row struct{ A, B, C, D int32 }
 	build := func(key []string, allow bool) error {
-		_, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[row]{
+		_, err := keyset.Rows(t.Context(), keyset.Config[row]{
 			DB: pool, Table: "t", Columns: []string{"a", "b", "c", "d"}, Key: key, AllowNonUnique: allow,
 		}, nil)
 		return err
 	}
 	for _, key := range [][]string{{"a"}, {"b"}, {"c"}, {"a", "c"}} {
 		err := build(key, false)
-		require.ErrorIs(t, err, enumerators.ErrKeysetNotUnique, "key %v", key)
+		require.ErrorIs(t, err, keyset.ErrNotUnique, "key %v", key)
 		require.ErrorContains(t, err, "AllowNonUnique")
 		require.ErrorContains(t, err, "t_ab (a, b)", "the message lists the unique indexes")
 	}
 	// A partial unique index does not make its columns unique.
-	require.ErrorIs(t, build([]string{"c"}, false), enumerators.ErrKeysetNotUnique)
+	require.ErrorIs(t, build([]string{"c"}, false), keyset.ErrNotUnique)
 	// Unique indexes whose columns are all in the key: the key is unique.
 	require.NoError(t, build([]string{"a", "b"}, false))
 	require.NoError(t, build([]string{"b", "a"}, false), "the order of the key columns does not matter for uniqueness")
@@ -369,7 +370,7 @@ func TestKeysetRefusesNonUniqueKey(t *testing.T) {
 	require.NoError(t, build([]string{"d"}, false), "INCLUDE columns are not part of the unique key, the key column is")
 
 	// The opt-out enumerates a non-unique key anyway.
-	e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[row]{
+	e, err := keyset.Rows(t.Context(), keyset.Config[row]{
 		DB: pool, Table: "t", Columns: []string{"a", "b", "c", "d"}, Key: []string{"c"}, AllowNonUnique: true,
 	}, nil)
 	require.NoError(t, err)
@@ -378,16 +379,16 @@ func TestKeysetRefusesNonUniqueKey(t *testing.T) {
 	require.Len(t, items, 3)
 }
 
-func TestKeysetRefusesIncludeColumnAsKey(t *testing.T) {
+func TestRefusesIncludeColumnAsKey(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE t (a int4 NOT NULL, b int4 NOT NULL)`)
 	pgExec(t, pool, `CREATE UNIQUE INDEX t_a_incl_b ON t (a) INCLUDE (b)`)
-	_, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[struct{ A, B int32 }]{DB: pool, Table: "t", Key: []string{"b"}}, nil)
-	require.ErrorIs(t, err, enumerators.ErrKeysetNotUnique)
+	_, err := keyset.Rows(t.Context(), keyset.Config[struct{ A, B int32 }]{DB: pool, Table: "t", Key: []string{"b"}}, nil)
+	require.ErrorIs(t, err, keyset.ErrNotUnique)
 }
 
-func TestKeysetNullKeyNamesTheColumn(t *testing.T) {
+func TestNullKeyNamesTheColumn(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE t (a int4 NOT NULL, "Weird b" int4, UNIQUE (a, "Weird b"))`)
@@ -397,27 +398,27 @@ func TestKeysetNullKeyNamesTheColumn(t *testing.T) {
 		B *int32 `db:"Weird b"`
 	}
 	for _, pages := range []bool{false, true} {
-		cfg := enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"a", "Weird b"}, PageSize: 2}
+		cfg := keyset.Config[row]{DB: pool, Table: "t", Key: []string{"a", "Weird b"}, PageSize: 2}
 		var err error
 		if pages {
-			var e enumerators.Enumerator[[]row, enumerators.KeysetCursor]
-			e, err = enumerators.KeysetPages(t.Context(), cfg, nil)
+			var e enumerators.Enumerator[[]row, keyset.Cursor]
+			e, err = keyset.Pages(t.Context(), cfg, nil)
 			require.NoError(t, err)
 			_, _, err = enumerators.Collect(t.Context(), e)
 		} else {
-			var e enumerators.Enumerator[row, enumerators.KeysetCursor]
-			e, err = enumerators.Keyset(t.Context(), cfg, nil)
+			var e enumerators.Enumerator[row, keyset.Cursor]
+			e, err = keyset.Rows(t.Context(), cfg, nil)
 			require.NoError(t, err)
 			_, _, err = enumerators.Collect(t.Context(), e)
 		}
-		require.ErrorIs(t, err, enumerators.ErrKeysetNullKey)
+		require.ErrorIs(t, err, keyset.ErrNullKey)
 		require.ErrorContains(t, err, `column "Weird b"`)
-		require.ErrorContains(t, err, `keyset page after ["1" "2"]`, "the error says where")
+		require.ErrorContains(t, err, `keyset: page after ["1" "2"]`, "the error says where")
 		require.Zero(t, pool.Stat().AcquiredConns())
 	}
 }
 
-func TestKeysetInvalidCursor(t *testing.T) {
+func TestInvalidCursor(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE t (
@@ -430,9 +431,9 @@ func TestKeysetInvalidCursor(t *testing.T) {
 		S string
 	}
 	good := []string{"1", "1.5", "01234567-89ab-cdef-0123-456789abcdef", "2024-01-02T03:04:05.123456Z", "2024-02-29", "ä"}
-	cfg := enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"i", "n", "u", "ts", "d", "s"},
+	cfg := keyset.Config[row]{DB: pool, Table: "t", Key: []string{"i", "n", "u", "ts", "d", "s"},
 		Columns: []string{"i", "n", "u", "ts", "d", "s"}}
-	_, err := enumerators.Keyset(t.Context(), cfg, &enumerators.KeysetCursor{Key: good})
+	_, err := keyset.Rows(t.Context(), cfg, &keyset.Cursor{Key: good})
 	require.NoError(t, err)
 
 	with := func(i int, v string) []string {
@@ -457,18 +458,18 @@ func TestKeysetInvalidCursor(t *testing.T) {
 		"text NUL":         with(5, "a\x00b"),
 		"text bad UTF-8":   with(5, "\xff"),
 	} {
-		_, err := enumerators.Keyset(t.Context(), cfg, &enumerators.KeysetCursor{Key: key})
+		_, err := keyset.Rows(t.Context(), cfg, &keyset.Cursor{Key: key})
 		require.ErrorIs(t, err, enumerators.ErrInvalidCursor, name)
 	}
 
 	// JSON of the wrong shape is refused by the cursor decoder already.
 	for _, raw := range []string{`{"key":[1]}`, `{"key":"1"}`, `{"keys":["1"]}`, `["1"]`} {
-		_, err := cursor.Decode[enumerators.KeysetCursor]([]byte(raw))
+		_, err := cursor.Decode[keyset.Cursor]([]byte(raw))
 		require.ErrorIs(t, err, cursor.ErrInvalid, raw)
 	}
 }
 
-func TestKeysetConfigErrors(t *testing.T) {
+func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE t (id int8 PRIMARY KEY, f float8 UNIQUE NOT NULL, b bool NOT NULL)`)
@@ -478,46 +479,46 @@ func TestKeysetConfigErrors(t *testing.T) {
 		B  bool
 	}
 	for name, tc := range map[string]struct {
-		cfg  enumerators.KeysetConfig[row]
+		cfg  keyset.Config[row]
 		want string
 	}{
-		"no DB":          {enumerators.KeysetConfig[row]{Table: "t", Key: []string{"id"}}, "DB is nil"},
-		"no source":      {enumerators.KeysetConfig[row]{DB: pool, Key: []string{"id"}}, "give Table or Query"},
-		"both sources":   {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Query: "SELECT 1", Key: []string{"id"}}, "not both"},
-		"no key":         {enumerators.KeysetConfig[row]{DB: pool, Table: "t"}, "Key names no column"},
-		"mixed order":    {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"id DESC"}}, "mixed per-column directions"},
-		"repeated key":   {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"id", "id"}}, "appears twice"},
-		"bad page size":  {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"id"}, PageSize: -1}, "negative"},
-		"missing column": {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"ID"}}, `key column "ID" is not in the result (columns: id, f, b)`},
-		"not selected":   {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Columns: []string{"f"}, Key: []string{"id"}}, `key column "id" is not in the result`},
-		"float key":      {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"f"}}, `key column "f" has type double precision`},
-		"bool key":       {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"id", "b"}}, `key column "b" has type boolean`},
-		"missing table":  {enumerators.KeysetConfig[row]{DB: pool, Table: "nope", AllowNonUnique: true, Key: []string{"id"}}, `"nope" does not exist`},
-		"bad table name": {enumerators.KeysetConfig[row]{DB: pool, Table: "a.b.c", Key: []string{"id"}}, `want "table" or "schema.table"`},
-		"bad count":      {enumerators.KeysetConfig[row]{DB: pool, Table: "t", Key: []string{"id"}, Count: 7}, "unknown Count"},
+		"no DB":          {keyset.Config[row]{Table: "t", Key: []string{"id"}}, "DB is nil"},
+		"no source":      {keyset.Config[row]{DB: pool, Key: []string{"id"}}, "give Table or Query"},
+		"both sources":   {keyset.Config[row]{DB: pool, Table: "t", Query: "SELECT 1", Key: []string{"id"}}, "not both"},
+		"no key":         {keyset.Config[row]{DB: pool, Table: "t"}, "Key names no column"},
+		"mixed order":    {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"id DESC"}}, "mixed per-column directions"},
+		"repeated key":   {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"id", "id"}}, "appears twice"},
+		"bad page size":  {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"id"}, PageSize: -1}, "negative"},
+		"missing column": {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"ID"}}, `key column "ID" is not in the result (columns: id, f, b)`},
+		"not selected":   {keyset.Config[row]{DB: pool, Table: "t", Columns: []string{"f"}, Key: []string{"id"}}, `key column "id" is not in the result`},
+		"float key":      {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"f"}}, `key column "f" has type double precision`},
+		"bool key":       {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"id", "b"}}, `key column "b" has type boolean`},
+		"missing table":  {keyset.Config[row]{DB: pool, Table: "nope", AllowNonUnique: true, Key: []string{"id"}}, `"nope" does not exist`},
+		"bad table name": {keyset.Config[row]{DB: pool, Table: "a.b.c", Key: []string{"id"}}, `want "table" or "schema.table"`},
+		"bad count":      {keyset.Config[row]{DB: pool, Table: "t", Key: []string{"id"}, Count: 7}, "unknown Count"},
 	} {
-		_, err := enumerators.Keyset(t.Context(), tc.cfg, nil)
+		_, err := keyset.Rows(t.Context(), tc.cfg, nil)
 		require.ErrorContains(t, err, tc.want, name)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) {
-			require.ErrorIs(t, err, enumerators.ErrKeysetConfig, name)
+			require.ErrorIs(t, err, keyset.ErrConfig, name)
 		}
 	}
 }
 
 // A source that fails mid-enumeration surfaces its error, wrapped with the
 // key it was reading after, and holds no connection.
-func TestKeysetSourceErrors(t *testing.T) {
+func TestSourceErrors(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 30)
-	cfg := enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 5}
+	cfg := keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 5}
 
 	t.Run("table dropped", func(t *testing.T) {
-		e, err := enumerators.Keyset(t.Context(), cfg, nil)
+		e, err := keyset.Rows(t.Context(), cfg, nil)
 		require.NoError(t, err)
 		n := 0
-		err = e.Enumerate(t.Context(), func(keysetItem, enumerators.KeysetCursor) bool {
+		err = e.Enumerate(t.Context(), func(keysetItem, keyset.Cursor) bool {
 			n++
 			if n == 2 {
 				pgExec(t, pool, `DROP TABLE items`)
@@ -527,7 +528,7 @@ func TestKeysetSourceErrors(t *testing.T) {
 		var pgErr *pgconn.PgError
 		require.ErrorAs(t, err, &pgErr)
 		require.Equal(t, "42P01", pgErr.Code, "undefined table")
-		require.ErrorContains(t, err, `enumerators: keyset page after ["15"]`)
+		require.ErrorContains(t, err, `keyset: page after ["15"]`)
 		require.Equal(t, 5, n, "the page read before the drop is yielded whole")
 		require.Zero(t, pool.Stat().AcquiredConns())
 	})
@@ -539,10 +540,10 @@ func TestKeysetSourceErrors(t *testing.T) {
 		cfg.DB = pool
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		e, err := enumerators.Keyset(ctx, cfg, nil)
+		e, err := keyset.Rows(ctx, cfg, nil)
 		require.NoError(t, err)
 		n := 0
-		err = e.Enumerate(ctx, func(keysetItem, enumerators.KeysetCursor) bool {
+		err = e.Enumerate(ctx, func(keysetItem, keyset.Cursor) bool {
 			n++
 			if n == 7 {
 				cancel()
@@ -550,7 +551,7 @@ func TestKeysetSourceErrors(t *testing.T) {
 			return true
 		})
 		require.ErrorIs(t, err, context.Canceled)
-		require.ErrorContains(t, err, `keyset page after ["30"]`)
+		require.ErrorContains(t, err, `keyset: page after ["30"]`)
 		require.Equal(t, 10, n)
 		require.Zero(t, pool.Stat().AcquiredConns())
 	})
@@ -558,16 +559,16 @@ func TestKeysetSourceErrors(t *testing.T) {
 
 // Each page is one index range scan: no Sort, no OFFSET, the row-value
 // comparison as the index condition.
-func TestKeysetPageIsAnIndexRangeScan(t *testing.T) {
+func TestPageIsAnIndexRangeScan(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE pairs (a int4 NOT NULL, b int8 NOT NULL, note text NOT NULL, PRIMARY KEY (a, b))`)
 	pgExec(t, pool, `INSERT INTO pairs SELECT i % 100, i, 'x' FROM generate_series(1, 20000) i`)
 	pgExec(t, pool, `ANALYZE pairs`)
 	for _, desc := range []bool{false, true} {
-		e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 500, Descending: desc}, nil)
+		e, err := keyset.Rows(t.Context(), keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 500, Descending: desc}, nil)
 		require.NoError(t, err)
-		first, next := enumerators.KeysetQueries(e)
+		first, next := keyset.Queries(e)
 		require.NotContains(t, strings.ToUpper(first+next), "OFFSET")
 		require.NotContains(t, next, " OR ", "a row-value comparison, not an OR expansion")
 
@@ -585,70 +586,70 @@ func TestKeysetPageIsAnIndexRangeScan(t *testing.T) {
 	}
 }
 
-func TestKeysetProgress(t *testing.T) {
+func TestProgress(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 95)
 	pgExec(t, pool, `ANALYZE items`)
-	cfg := enumerators.KeysetConfig[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 10}
+	cfg := keyset.Config[keysetItem]{DB: pool, Table: "items", Key: []string{"id"}, PageSize: 10}
 
-	e, err := enumerators.Keyset(t.Context(), cfg, nil)
+	e, err := keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	_, ok := e.(enumerators.ProgressReporter[enumerators.KeysetCursor])
+	_, ok := e.(enumerators.ProgressReporter[keyset.Cursor])
 	require.False(t, ok, "without Count the enumerator reports no progress")
 
-	cfg.Count = enumerators.KeysetCountExact
-	e, err = enumerators.Keyset(t.Context(), cfg, nil)
+	cfg.Count = keyset.CountExact
+	e, err = keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	pr, ok := e.(enumerators.ProgressReporter[enumerators.KeysetCursor])
+	pr, ok := e.(enumerators.ProgressReporter[keyset.Cursor])
 	require.True(t, ok)
 	p, err := pr.Progress(t.Context(), nil)
 	require.NoError(t, err)
 	require.Equal(t, enumerators.Progress{Done: -1, Total: 95, Unit: "rows"}, p)
 	pgExec(t, pool, `INSERT INTO items VALUES (100000, 'late')`)
-	p, err = pr.Progress(t.Context(), &enumerators.KeysetCursor{Key: []string{"30"}})
+	p, err = pr.Progress(t.Context(), &keyset.Cursor{Key: []string{"30"}})
 	require.NoError(t, err)
 	require.Equal(t, int64(95), p.Total, "the total is counted once and cached")
 
-	pages, err := enumerators.KeysetPages(t.Context(), cfg, nil)
+	pages, err := keyset.Pages(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	p, err = pages.(enumerators.ProgressReporter[enumerators.KeysetCursor]).Progress(t.Context(), nil)
+	p, err = pages.(enumerators.ProgressReporter[keyset.Cursor]).Progress(t.Context(), nil)
 	require.NoError(t, err)
 	require.Equal(t, enumerators.Progress{Done: -1, Total: 10, Unit: "pages"}, p, "96 rows in pages of 10")
 
 	cfg.Filter = "id <= $1"
 	cfg.Args = []any{150}
-	e, err = enumerators.Keyset(t.Context(), cfg, nil)
+	e, err = keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	p, err = e.(enumerators.ProgressReporter[enumerators.KeysetCursor]).Progress(t.Context(), nil)
+	p, err = e.(enumerators.ProgressReporter[keyset.Cursor]).Progress(t.Context(), nil)
 	require.NoError(t, err)
 	require.Equal(t, int64(50), p.Total, "the count applies the filter")
 
 	cfg.Filter, cfg.Args = "", nil
-	cfg.Count = enumerators.KeysetCountEstimate
+	cfg.Count = keyset.CountEstimate
 	pgExec(t, pool, `ANALYZE items`)
-	e, err = enumerators.Keyset(t.Context(), cfg, nil)
+	e, err = keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	p, err = e.(enumerators.ProgressReporter[enumerators.KeysetCursor]).Progress(t.Context(), nil)
+	p, err = e.(enumerators.ProgressReporter[keyset.Cursor]).Progress(t.Context(), nil)
 	require.NoError(t, err)
 	require.Equal(t, enumerators.Progress{Done: -1, Total: 96, Unit: "rows"}, p, "the planner's estimate of a freshly analyzed table")
 
 	cfg.Filter, cfg.Args = "id <= $1", []any{150}
-	e, err = enumerators.Keyset(t.Context(), cfg, nil)
+	e, err = keyset.Rows(t.Context(), cfg, nil)
 	require.NoError(t, err)
-	p, err = e.(enumerators.ProgressReporter[enumerators.KeysetCursor]).Progress(t.Context(), nil)
+	p, err = e.(enumerators.ProgressReporter[keyset.Cursor]).Progress(t.Context(), nil)
 	require.NoError(t, err)
 	require.InDelta(t, 50, p.Total, 25, "an estimate with a filter (EXPLAIN with bound arguments)")
 }
 
 // An error of the row function ends the enumeration with that error, and
 // the page's rows are closed.
-func TestKeysetScanErrorClosesRows(t *testing.T) {
+func TestScanErrorClosesRows(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	itemsTable(t, pool, 30)
 	errScan := errors.New("bad row")
-	e, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[int64]{
+	e, err := keyset.Rows(t.Context(), keyset.Config[int64]{
 		DB: pool, Table: "items", Key: []string{"id"}, PageSize: 10,
 		Scan: func(row pgx.CollectableRow) (int64, error) {
 			var id int64
@@ -664,15 +665,15 @@ func TestKeysetScanErrorClosesRows(t *testing.T) {
 	require.NoError(t, err)
 	items, _, err := enumerators.Collect(t.Context(), e)
 	require.ErrorIs(t, err, errScan)
-	require.ErrorContains(t, err, `keyset page after ["30"]`)
+	require.ErrorContains(t, err, `keyset: page after ["30"]`)
 	require.Len(t, items, 10, "the first page, read before the bad row's page")
 	require.Zero(t, pool.Stat().AcquiredConns())
 }
 
-// TestExampleKeyset runs ExampleKeyset, which needs PostgreSQL and so has no
+// TestExampleRows runs ExampleRows, which needs PostgreSQL and so has no
 // Output comment, and checks what it prints. It swaps os.Stdout, so it does
 // not run in parallel: sequential tests run before any parallel one resumes.
-func TestExampleKeyset(t *testing.T) {
+func TestExampleRows(t *testing.T) {
 	testutil.Postgres(t) // skips, or fails under CI, when PostgreSQL is unreachable
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
@@ -685,7 +686,7 @@ func TestExampleKeyset(t *testing.T) {
 	}()
 	func() {
 		defer func() { os.Stdout = stdout; _ = w.Close() }()
-		ExampleKeyset()
+		ExampleRows()
 	}()
 	require.Equal(t, `run 1: order 2 (Ada, 120.00)
 run 1: order 3 (Zoë, 99.50)
@@ -699,7 +700,7 @@ run 2: done
 // With Prefetch, the next page is read while the current one is yielded:
 // the same rows, the same cursors, and no connection left in use once the
 // enumeration ends, early or not.
-func TestKeysetPrefetchConformance(t *testing.T) {
+func TestPrefetchConformance(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	want := pairsTable(t, pool)
@@ -709,15 +710,15 @@ func TestKeysetPrefetchConformance(t *testing.T) {
 			if desc {
 				slices.Reverse(w)
 			}
-			cfg := enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Descending: desc, Prefetch: true}
-			enumtest.Run(t, enumtest.Case[keysetPair, enumerators.KeysetCursor]{
-				Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[keysetPair, enumerators.KeysetCursor], error) {
-					return enumerators.Keyset(ctx, cfg, c)
+			cfg := keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Descending: desc, Prefetch: true}
+			enumtest.Run(t, enumtest.Case[keysetPair, keyset.Cursor]{
+				Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[keysetPair, keyset.Cursor], error) {
+					return keyset.Rows(ctx, cfg, c)
 				},
 				Want:   w,
 				Stride: 3,
 				Open:   acquired(pool),
-				Failing: func(ctx context.Context) (enumerators.Enumerator[keysetPair, enumerators.KeysetCursor], error) {
+				Failing: func(ctx context.Context) (enumerators.Enumerator[keysetPair, keyset.Cursor], error) {
 					return failingAfter(ctx, cfg)
 				},
 				FailErr: enumtest.ErrSource,
@@ -729,10 +730,10 @@ func TestKeysetPrefetchConformance(t *testing.T) {
 		for page := range slices.Chunk(want, 7) {
 			pages = append(pages, page)
 		}
-		cfg := enumerators.KeysetConfig[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Prefetch: true}
-		enumtest.Run(t, enumtest.Case[[]keysetPair, enumerators.KeysetCursor]{
-			Build: func(ctx context.Context, c *enumerators.KeysetCursor) (enumerators.Enumerator[[]keysetPair, enumerators.KeysetCursor], error) {
-				return enumerators.KeysetPages(ctx, cfg, c)
+		cfg := keyset.Config[keysetPair]{DB: pool, Table: "pairs", Key: []string{"a", "b"}, PageSize: 7, Prefetch: true}
+		enumtest.Run(t, enumtest.Case[[]keysetPair, keyset.Cursor]{
+			Build: func(ctx context.Context, c *keyset.Cursor) (enumerators.Enumerator[[]keysetPair, keyset.Cursor], error) {
+				return keyset.Pages(ctx, cfg, c)
 			},
 			Want: pages,
 			Open: acquired(pool),

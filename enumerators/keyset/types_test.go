@@ -1,4 +1,4 @@
-package enumerators_test
+package keyset_test
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
@@ -92,7 +93,7 @@ type keyTypeRow struct {
 // connection in binary format and time zone UTC, and read back by one in text
 // format (simple protocol) and another time zone, and the other way round:
 // the cursor does not depend on either.
-func TestKeysetKeyTypesRoundTrip(t *testing.T) {
+func TestKeyTypesRoundTrip(t *testing.T) {
 	t.Parallel()
 	binary := testutil.Postgres(t)
 	cfg := binary.Config().Copy()
@@ -118,7 +119,7 @@ func TestKeysetKeyTypesRoundTrip(t *testing.T) {
 			}
 			for _, writer := range []string{"binary", "text"} {
 				reader := map[string]string{"binary": "text", "text": "binary"}[writer]
-				kcfg := enumerators.KeysetConfig[keyTypeRow]{
+				kcfg := keyset.Config[keyTypeRow]{
 					DB: pools[writer], Table: table, Key: []string{"k"}, PageSize: 2,
 					// A row function that ignores the key: the cursor comes
 					// from the row, not from the item.
@@ -128,7 +129,7 @@ func TestKeysetKeyTypesRoundTrip(t *testing.T) {
 						return r, err
 					},
 				}
-				e, err := enumerators.Keyset(t.Context(), kcfg, nil)
+				e, err := keyset.Rows(t.Context(), kcfg, nil)
 				require.NoError(t, err)
 				items, cursors, err := enumerators.Collect(t.Context(), e)
 				require.NoError(t, err, writer)
@@ -141,12 +142,12 @@ func TestKeysetKeyTypesRoundTrip(t *testing.T) {
 				for j, c := range cursors {
 					raw, err := cursor.Encode(c)
 					require.NoError(t, err)
-					back, err := cursor.Decode[enumerators.KeysetCursor](raw)
+					back, err := cursor.Decode[keyset.Cursor](raw)
 					require.NoError(t, err, "%s", raw)
 					require.Equal(t, c, *back, "%s: %s round-trips", writer, raw)
 
 					kcfg.DB = pools[reader]
-					e, err := enumerators.Keyset(t.Context(), kcfg, back)
+					e, err := keyset.Rows(t.Context(), kcfg, back)
 					require.NoError(t, err, "%s", raw)
 					rest, restCursors, err := enumerators.Collect(t.Context(), e)
 					require.NoError(t, err, "%s: resume after %s", reader, raw)
@@ -163,12 +164,12 @@ func TestKeysetKeyTypesRoundTrip(t *testing.T) {
 
 // The cursor's JSON is plain: strings, so no JSON number ever passes through
 // a float64.
-func TestKeysetCursorJSON(t *testing.T) {
+func TestCursorJSON(t *testing.T) {
 	t.Parallel()
-	raw, err := cursor.Encode(enumerators.KeysetCursor{Key: []string{"9007199254740993", "héllo \"x\"", "12345678901234567890.123456789"}})
+	raw, err := cursor.Encode(keyset.Cursor{Key: []string{"9007199254740993", "héllo \"x\"", "12345678901234567890.123456789"}})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"key":["9007199254740993","héllo \"x\"","12345678901234567890.123456789"]}`, string(raw))
-	back, err := cursor.Decode[enumerators.KeysetCursor](raw)
+	back, err := cursor.Decode[keyset.Cursor](raw)
 	require.NoError(t, err)
 	require.Equal(t, []string{"9007199254740993", "héllo \"x\"", "12345678901234567890.123456789"}, back.Key)
 }

@@ -1,4 +1,4 @@
-package enumerators_test
+package keyset_test
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
@@ -37,7 +37,7 @@ var benchKeysetSink benchKeysetRow
 // The table is built once per run, with generate_series, in a schema of its
 // own. Run with:
 //
-//	go test ./enumerators -run '^$' -bench Keyset -benchtime 5x
+//	go test ./enumerators/keyset -run '^$' -bench Keyset -benchtime 5x
 func BenchmarkKeyset(b *testing.B) {
 	pool := testutil.Postgres(b)
 	ctx := b.Context()
@@ -63,14 +63,14 @@ func BenchmarkKeyset(b *testing.B) {
 	// the server's caches), and reports the ratio of their total times.
 	selectAll := func(b *testing.B) { benchStreamingSelect(b, pool, "SELECT * FROM bench_items") }
 	// scanKeyset returns a run of the keyset enumerator over every row.
-	scanKeyset := func(cfg enumerators.KeysetConfig[benchKeysetRow]) func(*testing.B) {
+	scanKeyset := func(cfg keyset.Config[benchKeysetRow]) func(*testing.B) {
 		return func(b *testing.B) {
-			e, err := enumerators.Keyset(ctx, cfg, nil)
+			e, err := keyset.Rows(ctx, cfg, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			n := 0
-			err = e.Enumerate(ctx, func(r benchKeysetRow, _ enumerators.KeysetCursor) bool {
+			err = e.Enumerate(ctx, func(r benchKeysetRow, _ keyset.Cursor) bool {
 				benchKeysetSink = r
 				n++
 				return true
@@ -85,31 +85,31 @@ func BenchmarkKeyset(b *testing.B) {
 	})
 	for _, size := range []int{500, 1000, 5000, 10000} {
 		b.Run(fmt.Sprintf("Scan/keyset-page=%d", size), func(b *testing.B) {
-			cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, PageSize: size}
+			cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, PageSize: size}
 			benchPaired(b, selectAll, scanKeyset(cfg), "x_select")
 		})
 	}
 	// The same with a hand-written Scan on both sides: decoding costs the
 	// same, so the ratio is what paging itself costs.
 	b.Run("Scan/keyset-handscan-vs-select-handscan", func(b *testing.B) {
-		cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, Scan: benchHandScan}
+		cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, Scan: benchHandScan}
 		benchPaired(b, func(b *testing.B) {
 			benchStreamingSelectWith(b, pool, "SELECT * FROM bench_items", benchHandScan)
 		}, scanKeyset(cfg), "x_select")
 	})
-	b.Run(fmt.Sprintf("Scan/keyset-page=%d-prefetch", enumerators.KeysetPageSizeDefault), func(b *testing.B) {
-		cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, Prefetch: true}
+	b.Run(fmt.Sprintf("Scan/keyset-page=%d-prefetch", keyset.PageSizeDefault), func(b *testing.B) {
+		cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}, Prefetch: true}
 		benchPaired(b, selectAll, scanKeyset(cfg), "x_select")
 	})
-	b.Run(fmt.Sprintf("Scan/keyset-pages-page=%d", enumerators.KeysetPageSizeDefault), func(b *testing.B) {
-		cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
+	b.Run(fmt.Sprintf("Scan/keyset-pages-page=%d", keyset.PageSizeDefault), func(b *testing.B) {
+		cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
 		benchPaired(b, selectAll, func(b *testing.B) {
-			e, err := enumerators.KeysetPages(ctx, cfg, nil)
+			e, err := keyset.Pages(ctx, cfg, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			n := 0
-			err = e.Enumerate(ctx, func(page []benchKeysetRow, _ enumerators.KeysetCursor) bool {
+			err = e.Enumerate(ctx, func(page []benchKeysetRow, _ keyset.Cursor) bool {
 				benchKeysetSink = page[len(page)-1]
 				n += len(page)
 				return true
@@ -120,18 +120,18 @@ func BenchmarkKeyset(b *testing.B) {
 		}, "x_select")
 	})
 
-	// The first page (KeysetPageSizeDefault rows) after a cursor near the
+	// The first page (PageSizeDefault rows) after a cursor near the
 	// start and near the end: the same range scan, the same cost. Building
 	// the enumerator (catalog reads) is outside the timing; see Build.
-	firstPage := func(at *enumerators.KeysetCursor) func(b *testing.B) {
-		cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
-		e, err := enumerators.Keyset(ctx, cfg, at)
+	firstPage := func(at *keyset.Cursor) func(b *testing.B) {
+		cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
+		e, err := keyset.Rows(ctx, cfg, at)
 		if err != nil {
 			b.Fatal(err)
 		}
 		return func(b *testing.B) {
 			n := 0
-			err := e.Enumerate(ctx, func(r benchKeysetRow, _ enumerators.KeysetCursor) bool {
+			err := e.Enumerate(ctx, func(r benchKeysetRow, _ keyset.Cursor) bool {
 				benchKeysetSink = r
 				n++
 				return false
@@ -141,21 +141,21 @@ func BenchmarkKeyset(b *testing.B) {
 			}
 		}
 	}
-	row0 := firstPage(&enumerators.KeysetCursor{Key: []string{"0"}})
+	row0 := firstPage(&keyset.Cursor{Key: []string{"0"}})
 	b.Run("FirstPage/start", func(b *testing.B) {
 		benchPaired(b, row0, firstPage(nil), "x_row0")
 	})
 	b.Run("FirstPage/row=900000", func(b *testing.B) {
-		benchPaired(b, row0, firstPage(&enumerators.KeysetCursor{Key: []string{"900000"}}), "x_row0")
+		benchPaired(b, row0, firstPage(&keyset.Cursor{Key: []string{"900000"}}), "x_row0")
 	})
 
 	// Building an enumerator reads the catalog: what a resume costs before
 	// its first page.
 	b.Run("Build", func(b *testing.B) {
-		cfg := enumerators.KeysetConfig[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
-		at := &enumerators.KeysetCursor{Key: []string{"900000"}}
+		cfg := keyset.Config[benchKeysetRow]{DB: pool, Table: "bench_items", Key: []string{"id"}}
+		at := &keyset.Cursor{Key: []string{"900000"}}
 		for b.Loop() {
-			if _, err := enumerators.Keyset(ctx, cfg, at); err != nil {
+			if _, err := keyset.Rows(ctx, cfg, at); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package enumerators_test
+package csvrows_test
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/csvrows"
 )
 
 // A job imports orders from a CSV file. The first run processes two rows and
 // is interrupted; the runner saved the cursor after the second row. The next
 // run builds the enumerator from that cursor: it reads the header, seeks to
 // the saved offset and goes on with the third row.
-func ExampleCSV_resume() {
+func ExampleFromReader_resume() {
 	type order struct {
 		ID    int     `csv:"id"`
 		Item  string  `csv:"item"`
@@ -28,8 +29,8 @@ func ExampleCSV_resume() {
 
 	// First run: stopped after two rows.
 	var saved []byte
-	first := enumerators.CSV[order](strings.NewReader(data), nil, enumerators.CSVConfig{})
-	_ = first.Enumerate(ctx, func(o order, c enumerators.CSVCursor) bool {
+	first := csvrows.FromReader[order](strings.NewReader(data), nil, csvrows.Config{})
+	_ = first.Enumerate(ctx, func(o order, c csvrows.Cursor) bool {
 		fmt.Printf("run 1: order %d %q\n", o.ID, o.Item)
 		saved, _ = cursor.Encode(c)
 		return o.ID < 2
@@ -37,8 +38,8 @@ func ExampleCSV_resume() {
 	fmt.Println("saved cursor:", string(saved))
 
 	// Second run: resumed from the saved cursor.
-	from, _ := cursor.Decode[enumerators.CSVCursor](saved)
-	rest := enumerators.CSV[order](strings.NewReader(data), from, enumerators.CSVConfig{})
+	from, _ := cursor.Decode[csvrows.Cursor](saved)
+	rest := csvrows.FromReader[order](strings.NewReader(data), from, csvrows.Config{})
 	seq, finish := enumerators.All(ctx, rest)
 	for o, c := range seq {
 		fmt.Printf("run 2: order %d %q %.2f, ends on line %d\n", o.ID, o.Item, o.Total, c.Line)
@@ -52,23 +53,4 @@ func ExampleCSV_resume() {
 	// saved cursor: {"offset":51,"line":4}
 	// run 2: order 3 "Café" 3.20, ends on line 5
 	// run 2: order 4 "Spoon \"silver\"" 7.00, ends on line 6
-}
-
-// A malformed row stops the enumeration with an error that names its line in
-// the file; the rows before it were yielded.
-func ExampleCSVRowError() {
-	type reading struct {
-		Sensor string  `csv:"sensor"`
-		Value  float64 `csv:"value"`
-	}
-	data := "sensor,value\n" +
-		"\"north\nwing\",1.5\n" +
-		"south,n/a\n"
-	e := enumerators.CSV[reading](strings.NewReader(data), nil, enumerators.CSVConfig{})
-	items, cursors, err := enumerators.Collect(context.Background(), e)
-	fmt.Println(len(items), "row(s) before the error, last cursor", cursors[len(cursors)-1])
-	fmt.Println(err)
-	// Output:
-	// 1 row(s) before the error, last cursor {30 3}
-	// enumerators: csv line 4: column "value": strconv.ParseFloat: parsing "n/a": invalid syntax
 }

@@ -1,4 +1,4 @@
-package enumerators
+package keyset
 
 import (
 	"context"
@@ -20,14 +20,14 @@ func describeKey(ctx context.Context, db Querier, query string, args []any, key 
 		if rows != nil {
 			rows.Close()
 		}
-		return nil, fmt.Errorf("enumerators: keyset describe query: %w", err)
+		return nil, fmt.Errorf("keyset: describe query: %w", err)
 	}
 	for rows.Next() {
 	}
 	fds := rows.FieldDescriptions()
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("enumerators: keyset describe query: %w", err)
+		return nil, fmt.Errorf("keyset: describe query: %w", err)
 	}
 	kinds := make([]*keyKind, len(key))
 	for i, name := range key {
@@ -42,7 +42,7 @@ func describeKey(ctx context.Context, db Querier, query string, args []any, key 
 			if db.QueryRow(ctx, "SELECT format_type($1, NULL)", fds[j].DataTypeOID).Scan(&name) == nil {
 				typ = name
 			}
-			return nil, fmt.Errorf("%w: key column %q has type %s, which keyset cursors do not support (supported: %s)", ErrKeysetConfig, fds[j].Name, typ, supportedKeyTypes)
+			return nil, fmt.Errorf("%w: key column %q has type %s, which keyset cursors do not support (supported: %s)", ErrConfig, fds[j].Name, typ, supportedKeyTypes)
 		}
 		kinds[i] = kind
 	}
@@ -57,7 +57,7 @@ func findColumn(fds []pgconn.FieldDescription, name string) (int, error) {
 			continue
 		}
 		if found >= 0 {
-			return 0, fmt.Errorf("%w: key column %q appears twice in the result", ErrKeysetConfig, name)
+			return 0, fmt.Errorf("%w: key column %q appears twice in the result", ErrConfig, name)
 		}
 		found = j
 	}
@@ -66,7 +66,7 @@ func findColumn(fds []pgconn.FieldDescription, name string) (int, error) {
 		for j, fd := range fds {
 			names[j] = fd.Name
 		}
-		return 0, fmt.Errorf("%w: key column %q is not in the result (columns: %s)", ErrKeysetConfig, name, strings.Join(names, ", "))
+		return 0, fmt.Errorf("%w: key column %q is not in the result (columns: %s)", ErrConfig, name, strings.Join(names, ", "))
 	}
 	return found, nil
 }
@@ -93,17 +93,17 @@ func checkUnique(ctx context.Context, db Querier, table pgx.Identifier, key []st
 	name := table.Sanitize()
 	var oid *uint32
 	if err := db.QueryRow(ctx, "SELECT to_regclass($1)::oid", name).Scan(&oid); err != nil {
-		return fmt.Errorf("enumerators: keyset look up table %s: %w", name, err)
+		return fmt.Errorf("keyset: look up table %s: %w", name, err)
 	}
 	if oid == nil {
-		return fmt.Errorf("%w: table %s not found", ErrKeysetConfig, name)
+		return fmt.Errorf("%w: table %s not found", ErrConfig, name)
 	}
 	rows, err := db.Query(ctx, uniqueIndexesSQL, *oid)
 	if err != nil {
 		if rows != nil {
 			rows.Close()
 		}
-		return fmt.Errorf("enumerators: keyset look up unique indexes of %s: %w", name, err)
+		return fmt.Errorf("keyset: look up unique indexes of %s: %w", name, err)
 	}
 	type index struct {
 		Name    string
@@ -111,7 +111,7 @@ func checkUnique(ctx context.Context, db Querier, table pgx.Identifier, key []st
 	}
 	indexes, err := pgx.CollectRows(rows, pgx.RowToStructByPos[index])
 	if err != nil {
-		return fmt.Errorf("enumerators: keyset look up unique indexes of %s: %w", name, err)
+		return fmt.Errorf("keyset: look up unique indexes of %s: %w", name, err)
 	}
 	inKey := make(map[string]bool, len(key))
 	for _, k := range key {
@@ -133,19 +133,19 @@ func checkUnique(ctx context.Context, db Querier, table pgx.Identifier, key []st
 		found = "it has " + strings.Join(seen, ", ")
 	}
 	return fmt.Errorf("%w: no primary key or unique index of %s has all its columns among the key (%s); %s. Add the missing columns to the key, or set AllowNonUnique if the key is unique anyway (rows sharing a key would be skipped)",
-		ErrKeysetNotUnique, name, strings.Join(key, ", "), found)
+		ErrNotUnique, name, strings.Join(key, ", "), found)
 }
 
 // countRows runs the count query of mode once.
-func countRows(ctx context.Context, db Querier, mode KeysetCount, query string, args []any) (int64, error) {
+func countRows(ctx context.Context, db Querier, mode Count, query string, args []any) (int64, error) {
 	switch mode {
-	case KeysetCountExact:
+	case CountExact:
 		var n int64
 		if err := db.QueryRow(ctx, query, args...).Scan(&n); err != nil {
 			return 0, err
 		}
 		return n, nil
-	case KeysetCountEstimate:
+	case CountEstimate:
 		var plan []byte
 		if err := db.QueryRow(ctx, query, args...).Scan(&plan); err != nil {
 			return 0, err

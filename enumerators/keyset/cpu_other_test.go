@@ -1,6 +1,6 @@
 //go:build !unix
 
-package enumerators_test
+package keyset_test
 
 import "time"
 

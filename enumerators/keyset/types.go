@@ -1,4 +1,4 @@
-package enumerators
+package keyset
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package enumerators
+package keyset
 
 import (
 	"encoding/binary"
@@ -11,7 +11,7 @@ import (
 
 // The timestamptz cursor is in UTC whatever location the decoder puts the
 // time in (pgx uses time.Local unless told otherwise).
-func TestKeysetTimestamptzCursorIsUTC(t *testing.T) {
+func TestTimestamptzCursorIsUTC(t *testing.T) {
 	t.Parallel()
 	m := pgtype.NewMap()
 	m.RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,

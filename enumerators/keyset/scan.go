@@ -1,4 +1,4 @@
-package enumerators
+package keyset
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ type byName[T any] struct {
 }
 
 // mapColumns matches the columns of a result to the fields of T, a struct
-// (newKeyset checked).
+// (newPager checked).
 func mapColumns[T any](fds []pgconn.FieldDescription) (*byName[T], error) {
 	typ := reflect.TypeFor[T]()
 	m := &byName[T]{paths: make([][]int, len(fds)), targets: make([]any, len(fds))}
@@ -63,11 +63,11 @@ func mapColumns[T any](fds []pgconn.FieldDescription) (*byName[T], error) {
 	walk(typ, nil)
 	for i, p := range m.paths {
 		if p == nil {
-			return nil, fmt.Errorf("%w: %s has no field for column %q", ErrKeysetConfig, typ, fds[i].Name)
+			return nil, fmt.Errorf("%w: %s has no field for column %q", ErrConfig, typ, fds[i].Name)
 		}
 	}
 	if missing != "" {
-		return nil, fmt.Errorf("%w: no column for field %s of %s", ErrKeysetConfig, missing, typ)
+		return nil, fmt.Errorf("%w: no column for field %s of %s", ErrConfig, missing, typ)
 	}
 	return m, nil
 }

@@ -1,4 +1,4 @@
-package enumerators_test
+package keyset_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iterjob/iterjob/cursor"
-	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
@@ -16,7 +16,7 @@ import (
 //
 // The example needs PostgreSQL (TEST_DATABASE_URL, default
 // postgres://postgres@127.0.0.1:5432/test), so it has no Output comment and
-// `go test` only compiles it; TestExampleKeyset runs it and checks that it
+// `go test` only compiles it; TestExampleRows runs it and checks that it
 // prints:
 //
 //	run 1: order 2 (Ada, 120.00)
@@ -25,7 +25,7 @@ import (
 //	run 2: order 5 (Zoë, 15.00)
 //	run 2: order 8 (Ada, 1000.00)
 //	run 2: done
-func ExampleKeyset() {
+func ExampleRows() {
 	ctx := context.Background()
 	// A pool on a schema holding orders(id bigint PRIMARY KEY, customer
 	// text, total numeric, paid bool).
@@ -37,7 +37,7 @@ func ExampleKeyset() {
 		Customer string `db:"customer"`
 		Total    string `db:"total"`
 	}
-	cfg := enumerators.KeysetConfig[order]{
+	cfg := keyset.Config[order]{
 		DB:       pool,
 		Table:    "orders",
 		Columns:  []string{"id", "customer", "total"},
@@ -49,14 +49,14 @@ func ExampleKeyset() {
 
 	// The first run stops after two orders, as a job does when it is asked
 	// to stop, and saves the cursor after the last order it finished.
-	e, err := enumerators.Keyset(ctx, cfg, nil)
+	e, err := keyset.Rows(ctx, cfg, nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	var saved []byte
 	done := 0
-	err = e.Enumerate(ctx, func(o order, after enumerators.KeysetCursor) bool {
+	err = e.Enumerate(ctx, func(o order, after keyset.Cursor) bool {
 		fmt.Printf("run 1: order %d (%s, %s)\n", o.ID, o.Customer, o.Total)
 		saved, _ = cursor.Encode(after)
 		done++
@@ -70,17 +70,17 @@ func ExampleKeyset() {
 
 	// The next run builds the enumerator from the saved cursor: it starts
 	// after order 3 with one range query, however many orders lie before.
-	from, err := cursor.Decode[enumerators.KeysetCursor](saved)
+	from, err := cursor.Decode[keyset.Cursor](saved)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	e, err = enumerators.Keyset(ctx, cfg, from)
+	e, err = keyset.Rows(ctx, cfg, from)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	err = e.Enumerate(ctx, func(o order, _ enumerators.KeysetCursor) bool {
+	err = e.Enumerate(ctx, func(o order, _ keyset.Cursor) bool {
 		fmt.Printf("run 2: order %d (%s, %s)\n", o.ID, o.Customer, o.Total)
 		return true
 	})

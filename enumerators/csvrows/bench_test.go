@@ -1,4 +1,4 @@
-package enumerators_test
+package csvrows_test
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"github.com/gocarina/gocsv"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/csvrows"
 )
 
 const (
@@ -34,14 +35,14 @@ type benchCSVRow struct {
 var benchCSV struct {
 	once   sync.Once
 	path   string
-	cursor enumerators.CSVCursor // after row benchCSVResumeAt
+	cursor csvrows.Cursor // after row benchCSVResumeAt
 	err    error
 }
 
 // benchCSVFile returns a 1,000,000-row CSV file and the cursor after row
 // 900,000. The file is generated once and cached in the OS temp directory
 // (about 90 MB), with the cursor beside it.
-func benchCSVFile(b *testing.B) (string, enumerators.CSVCursor) {
+func benchCSVFile(b *testing.B) (string, csvrows.Cursor) {
 	b.Helper()
 	benchCSV.once.Do(func() {
 		dir := filepath.Join(os.TempDir(), "iterjob-bench")
@@ -61,8 +62,8 @@ func benchCSVFile(b *testing.B) (string, enumerators.CSVCursor) {
 	return benchCSV.path, benchCSV.cursor
 }
 
-func generateBenchCSV(dir, path, meta string) (enumerators.CSVCursor, error) {
-	var at enumerators.CSVCursor
+func generateBenchCSV(dir, path, meta string) (csvrows.Cursor, error) {
+	var at csvrows.Cursor
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return at, err
 	}
@@ -96,7 +97,7 @@ func generateBenchCSV(dir, path, meta string) (enumerators.CSVCursor, error) {
 		write(strconv.FormatInt(i, 10) + "," + name + ",user" + strconv.FormatInt(i, 10) + "@example.com," +
 			strconv.FormatInt(i%100000, 10) + "." + strconv.FormatInt(i%100, 10) + "," + note + "\r\n")
 		if i == benchCSVResumeAt {
-			at = enumerators.CSVCursor{Offset: offset, Line: line}
+			at = csvrows.Cursor{Offset: offset, Line: line}
 		}
 	}
 	if err := w.Flush(); err != nil {
@@ -116,7 +117,7 @@ func generateBenchCSV(dir, path, meta string) (enumerators.CSVCursor, error) {
 // file after row 900,000 (build the enumerator, read the header, seek, yield
 // the first row) with a full read of the file. The design target is under 1%.
 //
-//	go test ./enumerators -run '^$' -bench BenchmarkCSV -benchtime 3x
+//	go test ./enumerators/csvrows -run '^$' -bench BenchmarkCSV -benchtime 3x
 //
 // Metrics: rows/s of a full read; %full (a sub-benchmark's time per op as a
 // percentage of FullRead's); x_raw (FullRead's time over a bare
@@ -141,7 +142,7 @@ func BenchmarkCSV(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			r := csv.NewReader(bufio.NewReaderSize(f, enumerators.CSVBufferSizeDefault))
+			r := csv.NewReader(bufio.NewReaderSize(f, csvrows.BufferSizeDefault))
 			r.ReuseRecord = true
 			n := 0
 			for {
@@ -167,7 +168,7 @@ func BenchmarkCSV(b *testing.B) {
 		for b.Loop() {
 			n := 0
 			var last benchCSVRow
-			err := enumerators.CSVFile[benchCSVRow](path, nil, enumerators.CSVConfig{}).Enumerate(b.Context(), func(r benchCSVRow, _ enumerators.CSVCursor) bool {
+			err := csvrows.FromFile[benchCSVRow](path, nil, csvrows.Config{}).Enumerate(b.Context(), func(r benchCSVRow, _ csvrows.Cursor) bool {
 				n++
 				last = r
 				return true
@@ -184,12 +185,12 @@ func BenchmarkCSV(b *testing.B) {
 		}
 	})
 
-	resume := func(b *testing.B, open func() (enumerators.Enumerator[benchCSVRow, enumerators.CSVCursor], func())) {
+	resume := func(b *testing.B, open func() (enumerators.Enumerator[benchCSVRow, csvrows.Cursor], func())) {
 		ops := 0
 		for b.Loop() {
 			e, done := open()
 			var first benchCSVRow
-			err := e.Enumerate(b.Context(), func(r benchCSVRow, _ enumerators.CSVCursor) bool {
+			err := e.Enumerate(b.Context(), func(r benchCSVRow, _ csvrows.Cursor) bool {
 				first = r
 				return false
 			})
@@ -203,22 +204,22 @@ func BenchmarkCSV(b *testing.B) {
 	}
 
 	b.Run("ResumeAt900k/File", func(b *testing.B) {
-		resume(b, func() (enumerators.Enumerator[benchCSVRow, enumerators.CSVCursor], func()) {
+		resume(b, func() (enumerators.Enumerator[benchCSVRow, csvrows.Cursor], func()) {
 			c := at
-			return enumerators.CSVFile[benchCSVRow](path, &c, enumerators.CSVConfig{}), func() {}
+			return csvrows.FromFile[benchCSVRow](path, &c, csvrows.Config{}), func() {}
 		})
 	})
 
 	// A plain io.Reader cannot seek: it discards the bytes before the
 	// cursor without parsing them.
 	b.Run("ResumeAt900k/PlainReader", func(b *testing.B) {
-		resume(b, func() (enumerators.Enumerator[benchCSVRow, enumerators.CSVCursor], func()) {
+		resume(b, func() (enumerators.Enumerator[benchCSVRow, csvrows.Cursor], func()) {
 			f, err := os.Open(path)
 			if err != nil {
 				b.Fatal(err)
 			}
 			c := at
-			return enumerators.CSV[benchCSVRow](plainReader{f}, &c, enumerators.CSVConfig{}), func() { f.Close() }
+			return csvrows.FromReader[benchCSVRow](plainReader{f}, &c, csvrows.Config{}), func() { f.Close() }
 		})
 	})
 }
@@ -236,7 +237,7 @@ func BenchmarkCSVDecodePerRow(b *testing.B) {
 		ops := 0
 		for b.Loop() {
 			n := 0
-			err := enumerators.CSVFile[benchCSVRow](path, nil, enumerators.CSVConfig{}).Enumerate(b.Context(), func(benchCSVRow, enumerators.CSVCursor) bool {
+			err := csvrows.FromFile[benchCSVRow](path, nil, csvrows.Config{}).Enumerate(b.Context(), func(benchCSVRow, csvrows.Cursor) bool {
 				n++
 				return n < rows
 			})
@@ -256,7 +257,7 @@ func BenchmarkCSVDecodePerRow(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			br := bufio.NewReaderSize(f, enumerators.CSVBufferSizeDefault)
+			br := bufio.NewReaderSize(f, csvrows.BufferSizeDefault)
 			_, _ = br.Discard(3) // BOM
 			r := csv.NewReader(br)
 			header, err := r.Read()

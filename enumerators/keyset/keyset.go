@@ -1,4 +1,4 @@
-package enumerators
+package keyset
 
 import (
 	"context"
@@ -14,34 +14,36 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/iterjob/iterjob/enumerators"
 )
 
-// KeysetPageSizeDefault is the number of rows a keyset enumerator reads per
-// query when KeysetConfig.PageSize is zero. Each page costs a round trip and
-// a wake-up of the server, so small pages are slow: on 1,000,000 rows (see
+// PageSizeDefault is the number of rows an enumerator reads per query when
+// Config.PageSize is zero. Each page costs a round trip and a wake-up of the
+// server, so small pages are slow: on 1,000,000 rows (see
 // BenchmarkKeyset, on a loaded 2-core machine) pages of 500 and 1000 rows
 // took 1.6 to 1.8 times as long as one streaming SELECT, pages of 5000 1.4
 // to 1.5 times, and pages of 10,000 no less.
 // A page is held in memory while its rows are processed, and a row is
 // processed as it was when its page was read: lower PageSize for large rows
 // or slow items.
-const KeysetPageSizeDefault = 5000
+const PageSizeDefault = 5000
 
-// Errors of the keyset enumerators. Each is matched with errors.Is; the
-// message of the returned error adds the table, column or key concerned.
+// Errors of Rows and Pages. Each is matched with errors.Is; the message of
+// the returned error adds the table, column or key concerned.
 var (
-	// ErrKeysetConfig is matched by an error about a KeysetConfig that
-	// cannot work: a missing field, a key column not in the result, a key
-	// type cursors cannot hold.
-	ErrKeysetConfig = errors.New("enumerators: invalid keyset config")
+	// ErrConfig is matched by an error about a Config that cannot work: a
+	// missing field, a key column not in the result, a key type cursors
+	// cannot hold.
+	ErrConfig = errors.New("keyset: invalid config")
 
-	// ErrKeysetNotUnique is matched when the key columns are not known to
-	// be unique: no primary key or unique index of the table has all its
-	// columns among them. See KeysetConfig.AllowNonUnique.
-	ErrKeysetNotUnique = errors.New("enumerators: keyset key is not unique")
+	// ErrNotUnique is matched when the key columns are not known to be
+	// unique: no primary key or unique index of the table has all its
+	// columns among them. See Config.AllowNonUnique.
+	ErrNotUnique = errors.New("keyset: key is not unique")
 
-	// ErrKeysetNullKey is matched when a row has NULL in a key column.
-	ErrKeysetNullKey = errors.New("enumerators: keyset key column is NULL")
+	// ErrNullKey is matched when a row has NULL in a key column.
+	ErrNullKey = errors.New("keyset: key column is NULL")
 )
 
 // Querier runs queries. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy it.
@@ -50,27 +52,27 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// KeysetCount says whether and how a keyset enumerator counts its rows to
-// report progress (see ProgressReporter).
-type KeysetCount int
+// Count says whether and how an enumerator counts its rows to report
+// progress (see enumerators.ProgressReporter).
+type Count int
 
 const (
-	// KeysetCountNone counts nothing: the enumerator does not implement
-	// ProgressReporter. The default.
-	KeysetCountNone KeysetCount = iota
-	// KeysetCountEstimate takes the planner's row estimate of the query
-	// (EXPLAIN, which reads the statistics of ANALYZE, not the rows). Cheap,
-	// and as good as the table's statistics.
-	KeysetCountEstimate
-	// KeysetCountExact runs SELECT count(*) over the rows the enumerator
-	// visits, once per enumerator (that is, once per run of the job): a
-	// full read of the rows, so use it only where that is affordable.
-	KeysetCountExact
+	// CountNone counts nothing: the enumerator does not implement
+	// enumerators.ProgressReporter. The default.
+	CountNone Count = iota
+	// CountEstimate takes the planner's row estimate of the query (EXPLAIN,
+	// which reads the statistics of ANALYZE, not the rows). Cheap, and as
+	// good as the table's statistics.
+	CountEstimate
+	// CountExact runs SELECT count(*) over the rows the enumerator visits,
+	// once per enumerator (that is, once per run of the job): a full read of
+	// the rows, so use it only where that is affordable.
+	CountExact
 )
 
-// KeysetConfig describes the rows a keyset enumerator visits and the key
-// that orders them. Give either Table or Query.
-type KeysetConfig[T any] struct {
+// Config describes the rows an enumerator visits and the key that orders
+// them. Give either Table or Query.
+type Config[T any] struct {
 	// DB runs the queries: a *pgxpool.Pool, *pgx.Conn or pgx.Tx. Required.
 	// The enumerator never closes it.
 	DB Querier
@@ -85,7 +87,9 @@ type KeysetConfig[T any] struct {
 
 	// Query, instead of Table, is a SELECT whose rows are visited, for joins
 	// and computed columns. It is wrapped as a subquery, so it must not
-	// have its own ORDER BY, LIMIT or OFFSET; its output must include the
+	// have its own ORDER BY, LIMIT, OFFSET or FETCH at its top level (an
+	// error matching ErrConfig says so; inside parentheses, in a subquery,
+	// a window or an aggregate, they are fine); its output must include the
 	// key columns under the names in Key. Its $n placeholders bind Args.
 	Query string
 	// KeyTable names, in Query mode, the table whose primary key or unique
@@ -117,7 +121,7 @@ type KeysetConfig[T any] struct {
 	Args []any
 
 	// PageSize is the number of rows read per query. Zero means
-	// KeysetPageSizeDefault. A page is held in memory while its rows are
+	// PageSizeDefault. A page is held in memory while its rows are
 	// yielded.
 	PageSize int
 	// Descending visits the rows from the greatest key to the smallest.
@@ -135,9 +139,9 @@ type KeysetConfig[T any] struct {
 	// Use it only for a key that is unique although no index says so.
 	AllowNonUnique bool
 
-	// Count makes the enumerator report progress: KeysetCountNone (the
-	// default), KeysetCountEstimate or KeysetCountExact.
-	Count KeysetCount
+	// Count makes the enumerator report progress: CountNone (the
+	// default), CountEstimate or CountExact.
+	Count Count
 
 	// Prefetch reads the next page while the rows of the current one are
 	// yielded, hiding a round trip per page. The read uses a connection of
@@ -148,17 +152,17 @@ type KeysetConfig[T any] struct {
 	Prefetch bool
 }
 
-// KeysetCursor is the key of the last row processed. Its JSON form is
+// Cursor is the key of the last row processed. Its JSON form is
 // {"key":["42","2024-05-01T10:00:00.123456Z"]}: one string per key column, in
-// KeysetConfig.Key order, each the column's value in a text form PostgreSQL
-// reads back exactly: integers and numerics in decimal (no float rounding,
+// Config.Key order, each the column's value in a text form PostgreSQL reads
+// back exactly: integers and numerics in decimal (no float rounding,
 // even beyond 2^53), uuids in canonical form, timestamps in RFC 3339 with
 // microseconds, timestamptz in UTC ("Z").
-type KeysetCursor struct {
+type Cursor struct {
 	Key []string `json:"key"`
 }
 
-// Keyset enumerates the rows of a table or query in the order of a unique
+// Rows enumerates the rows of a table or query in the order of a unique
 // key, one page per query, resuming after cursor (nil: from the start). The
 // cursor after a row is that row's key.
 //
@@ -174,10 +178,10 @@ type KeysetCursor struct {
 // (tenant_id, k1, k2)). Without one, each page scans and sorts the table.
 //
 // The key must be unique, or rows that share a key at a page boundary are
-// skipped. Keyset checks at build time that a primary key or a unique index
+// skipped. Rows checks at build time that a primary key or a unique index
 // (without predicate) of the table has all its columns among the key
-// columns, and fails with ErrKeysetNotUnique otherwise, unless
-// AllowNonUnique is set. A NULL key is an error matching ErrKeysetNullKey.
+// columns, and fails with ErrNotUnique otherwise, unless AllowNonUnique is
+// set. A NULL key is an error matching ErrNullKey.
 //
 // A page is read whole (pgx.AppendRows) before its first row is yielded,
 // so no connection is held while the caller works. A row is visited if it
@@ -189,40 +193,40 @@ type KeysetCursor struct {
 // Building reads the catalog (the key's types and the table's unique
 // indexes) through cfg.DB with ctx. A cursor that does not fit the key (the
 // wrong number of values, a value that does not parse as its column's
-// type) is an error matching ErrInvalidCursor.
+// type) is an error matching enumerators.ErrInvalidCursor.
 //
-// With Count set, the enumerator implements ProgressReporter: Total is the
-// row count (or estimate), computed once and cached, and Done is -1 (the
-// runner counts the items processed).
-func Keyset[T any](ctx context.Context, cfg KeysetConfig[T], cursor *KeysetCursor) (Enumerator[T, KeysetCursor], error) {
-	k, err := newKeyset(ctx, cfg, cursor)
+// With Count set, the enumerator implements enumerators.ProgressReporter:
+// Total is the row count (or estimate), computed once and cached, and Done
+// is -1 (the runner counts the items processed).
+func Rows[T any](ctx context.Context, cfg Config[T], cursor *Cursor) (enumerators.Enumerator[T, Cursor], error) {
+	k, err := newPager(ctx, cfg, cursor)
 	if err != nil {
 		return nil, err
 	}
-	e := &keysetRows[T]{k}
-	if cfg.Count != KeysetCountNone {
-		return &keysetRowsCounted[T]{e}, nil
+	e := &rowsEnum[T]{k}
+	if cfg.Count != CountNone {
+		return &rowsCounted[T]{e}, nil
 	}
 	return e, nil
 }
 
-// KeysetPages is Keyset yielding whole pages: each item is one page of up to
+// Pages is Rows yielding whole pages: each item is one page of up to
 // PageSize rows, and its cursor is the key of the page's last row. A page is
 // never empty. With Count set, Total counts pages.
-func KeysetPages[T any](ctx context.Context, cfg KeysetConfig[T], cursor *KeysetCursor) (Enumerator[[]T, KeysetCursor], error) {
-	k, err := newKeyset(ctx, cfg, cursor)
+func Pages[T any](ctx context.Context, cfg Config[T], cursor *Cursor) (enumerators.Enumerator[[]T, Cursor], error) {
+	k, err := newPager(ctx, cfg, cursor)
 	if err != nil {
 		return nil, err
 	}
-	e := &keysetPages[T]{k}
-	if cfg.Count != KeysetCountNone {
-		return &keysetPagesCounted[T]{e}, nil
+	e := &pagesEnum[T]{k}
+	if cfg.Count != CountNone {
+		return &pagesCounted[T]{e}, nil
 	}
 	return e, nil
 }
 
-// keyset is what both enumerators share: the queries, the key and the start.
-type keyset[T any] struct {
+// pager is what both enumerators share: the queries, the key and the start.
+type pager[T any] struct {
 	db       Querier
 	scan     pgx.RowToFunc[T]
 	args     []any
@@ -235,7 +239,7 @@ type keyset[T any] struct {
 	nextSQL  string // a page after a key
 	countSQL string // count(*) or EXPLAIN, by cfg.Count
 
-	countMode KeysetCount
+	countMode Count
 	totalMu   sync.Mutex
 	total     int64
 	totalOK   bool
@@ -247,17 +251,17 @@ type keyColumn struct {
 	kind *keyKind
 }
 
-func (cfg *KeysetConfig[T]) withDefaults() KeysetConfig[T] {
+func (cfg *Config[T]) withDefaults() Config[T] {
 	c := *cfg
 	if c.PageSize == 0 {
-		c.PageSize = KeysetPageSizeDefault
+		c.PageSize = PageSizeDefault
 	}
 	return c
 }
 
-func (cfg *KeysetConfig[T]) validate() error {
+func (cfg *Config[T]) validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrKeysetConfig, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
 	}
 	switch {
 	case cfg.DB == nil:
@@ -270,13 +274,15 @@ func (cfg *KeysetConfig[T]) validate() error {
 		return bad("Columns apply to Table; select the columns in Query")
 	case cfg.Table != "" && cfg.KeyTable != "":
 		return bad("KeyTable applies to Query; with Table the table itself is checked")
+	case cfg.Query != "" && ownClause(cfg.Query) != "":
+		return bad("Query has its own %s: it is wrapped as a subquery that the enumerator orders by Key and pages with LIMIT; remove it (one inside parentheses, in a subquery or a window, is fine)", ownClause(cfg.Query))
 	case cfg.Query != "" && cfg.KeyTable == "" && !cfg.AllowNonUnique:
 		return bad("with Query, name the table whose unique index makes the key unique (KeyTable), or set AllowNonUnique")
 	case len(cfg.Key) == 0:
 		return bad("Key names no column")
 	case cfg.PageSize < 0:
 		return bad("PageSize %d is negative", cfg.PageSize)
-	case cfg.Count < KeysetCountNone || cfg.Count > KeysetCountExact:
+	case cfg.Count < CountNone || cfg.Count > CountExact:
 		return bad("unknown Count %d", cfg.Count)
 	}
 	seen := make(map[string]bool, len(cfg.Key))
@@ -306,17 +312,17 @@ func (cfg *KeysetConfig[T]) validate() error {
 func splitTable(name string) (pgx.Identifier, error) {
 	parts := strings.Split(name, ".")
 	if len(parts) > 2 {
-		return nil, fmt.Errorf("%w: table %q: want \"table\" or \"schema.table\"", ErrKeysetConfig, name)
+		return nil, fmt.Errorf("%w: table %q: want \"table\" or \"schema.table\"", ErrConfig, name)
 	}
 	for _, p := range parts {
 		if p == "" {
-			return nil, fmt.Errorf("%w: table %q: empty name", ErrKeysetConfig, name)
+			return nil, fmt.Errorf("%w: table %q: empty name", ErrConfig, name)
 		}
 	}
 	return pgx.Identifier(parts), nil
 }
 
-func newKeyset[T any](ctx context.Context, config KeysetConfig[T], cursor *KeysetCursor) (*keyset[T], error) {
+func newPager[T any](ctx context.Context, config Config[T], cursor *Cursor) (*pager[T], error) {
 	if err := config.validate(); err != nil {
 		return nil, err
 	}
@@ -351,10 +357,10 @@ func newKeyset[T any](ctx context.Context, config KeysetConfig[T], cursor *Keyse
 
 	if cfg.Scan == nil {
 		if typ := reflect.TypeFor[T](); typ.Kind() != reflect.Struct {
-			return nil, fmt.Errorf("%w: %s is not a struct: set KeysetConfig.Scan to turn a row into it", ErrKeysetConfig, typ)
+			return nil, fmt.Errorf("%w: %s is not a struct: set Config.Scan to turn a row into it", ErrConfig, typ)
 		}
 	}
-	k := &keyset[T]{
+	k := &pager[T]{
 		db:        cfg.DB,
 		scan:      cfg.Scan,
 		args:      slices.Clone(cfg.Args),
@@ -415,9 +421,9 @@ func newKeyset[T any](ctx context.Context, config KeysetConfig[T], cursor *Keyse
 		k.nextSQL = withWhere(base, after) + tail
 	}
 	switch cfg.Count {
-	case KeysetCountExact:
+	case CountExact:
 		k.countSQL = withWhere("SELECT count(*) FROM "+from, where)
-	case KeysetCountEstimate:
+	case CountEstimate:
 		k.countSQL = "EXPLAIN (FORMAT JSON) " + withWhere(base, where)
 	}
 
@@ -439,23 +445,23 @@ func withWhere(sql, cond string) string {
 
 // params turns a key into the values bound after Args, checking that it fits
 // the key columns.
-func (k *keyset[T]) params(key []string) ([]any, error) {
+func (k *pager[T]) params(key []string) ([]any, error) {
 	if len(key) != len(k.keys) {
-		return nil, fmt.Errorf("%w: keyset cursor has %d values for %d key columns %q", ErrInvalidCursor, len(key), len(k.keys), k.keyNames())
+		return nil, fmt.Errorf("keyset: cursor has %d values for %d key columns %q: %w", len(key), len(k.keys), k.keyNames(), enumerators.ErrInvalidCursor)
 	}
 	args := make([]any, len(k.args), len(k.args)+len(key))
 	copy(args, k.args)
 	for i, s := range key {
 		v, err := k.keys[i].kind.parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: keyset cursor value %q for key column %q (%s): %v", ErrInvalidCursor, s, k.keys[i].name, k.keys[i].kind.sqlType, err)
+			return nil, fmt.Errorf("keyset: cursor value %q for key column %q (%s): %v: %w", s, k.keys[i].name, k.keys[i].kind.sqlType, err, enumerators.ErrInvalidCursor)
 		}
 		args = append(args, v)
 	}
 	return args, nil
 }
 
-func (k *keyset[T]) keyNames() []string {
+func (k *pager[T]) keyNames() []string {
 	names := make([]string, len(k.keys))
 	for i, kc := range k.keys {
 		names[i] = kc.name
@@ -467,8 +473,8 @@ func (k *keyset[T]) keyNames() []string {
 // only the last one).
 type page[T any] struct {
 	items   []T
-	cursors []KeysetCursor // per row, when asked for
-	last    []string       // the key of the last row
+	cursors []Cursor // per row, when asked for
+	last    []string // the key of the last row
 }
 
 // pageBuffers are reused from page to page of one enumeration.
@@ -486,7 +492,7 @@ const maxPagePrealloc = 10_000
 
 // fetch reads the page after key (nil: the first page). With perRow, it
 // keeps the cursor of every row; otherwise only the last row's key.
-func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string, items []T, perRow bool) (page[T], error) {
+func (k *pager[T]) fetch(ctx context.Context, buf *pageBuffers, after []string, items []T, perRow bool) (page[T], error) {
 	sql, args := k.firstSQL, k.args
 	if after != nil {
 		var err error
@@ -535,7 +541,7 @@ func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string,
 			values[i] = text[start:end]
 			start = end
 		}
-		p.cursors = make([]KeysetCursor, len(items))
+		p.cursors = make([]Cursor, len(items))
 		for r := range p.cursors {
 			p.cursors[r].Key = values[r*nk : (r+1)*nk : (r+1)*nk]
 		}
@@ -549,7 +555,7 @@ func (k *keyset[T]) fetch(ctx context.Context, buf *pageBuffers, after []string,
 // scanRows appends the rows of a page to items, each decoded in place. With
 // perRow it keeps every row's cursor strings in buf; otherwise it returns
 // the last row's key.
-func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow bool) ([]T, []string, error) {
+func (k *pager[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow bool) ([]T, []string, error) {
 	var index []int // the result column of each key column
 	var fds []pgconn.FieldDescription
 	var named *byName[T]
@@ -569,7 +575,7 @@ func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow 
 		raw := rows.RawValues()
 		for i, kc := range k.keys {
 			if raw[index[i]] == nil {
-				return items, nil, fmt.Errorf("%w: column %q", ErrKeysetNullKey, kc.name)
+				return items, nil, fmt.Errorf("%w: column %q", ErrNullKey, kc.name)
 			}
 		}
 		var err error
@@ -592,7 +598,7 @@ func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow 
 			for i, kc := range k.keys {
 				fd := &fds[index[i]]
 				if buf.keyText, err = kc.kind.appendKey(buf.keyText, buf.m, fd.DataTypeOID, fd.Format, raw[index[i]]); err != nil {
-					return items, nil, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
+					return items, nil, fmt.Errorf("keyset: key column %q: %w", kc.name, err)
 				}
 				buf.keyEnds = append(buf.keyEnds, len(buf.keyText))
 			}
@@ -611,7 +617,7 @@ func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow 
 		fd := &fds[index[i]]
 		text, err := kc.kind.appendKey(nil, buf.m, fd.DataTypeOID, fd.Format, buf.lastRaw[i])
 		if err != nil {
-			return items, nil, fmt.Errorf("enumerators: keyset key column %q: %w", kc.name, err)
+			return items, nil, fmt.Errorf("keyset: key column %q: %w", kc.name, err)
 		}
 		last[i] = string(text)
 	}
@@ -619,7 +625,7 @@ func (k *keyset[T]) scanRows(rows pgx.Rows, buf *pageBuffers, items []T, perRow 
 }
 
 // columnIndex finds the key columns in a result and checks their types.
-func (k *keyset[T]) columnIndex(fds []pgconn.FieldDescription) ([]int, error) {
+func (k *pager[T]) columnIndex(fds []pgconn.FieldDescription) ([]int, error) {
 	index := make([]int, len(k.keys))
 	for i, kc := range k.keys {
 		j, err := findColumn(fds, kc.name)
@@ -627,7 +633,7 @@ func (k *keyset[T]) columnIndex(fds []pgconn.FieldDescription) ([]int, error) {
 			return nil, err
 		}
 		if fds[j].DataTypeOID != kc.kind.oid {
-			return nil, fmt.Errorf("%w: key column %q changed type (OID %d, was %s)", ErrKeysetConfig, kc.name, fds[j].DataTypeOID, kc.kind.sqlType)
+			return nil, fmt.Errorf("%w: key column %q changed type (OID %d, was %s)", ErrConfig, kc.name, fds[j].DataTypeOID, kc.kind.sqlType)
 		}
 		index[i] = j
 	}
@@ -637,14 +643,14 @@ func (k *keyset[T]) columnIndex(fds []pgconn.FieldDescription) ([]int, error) {
 // describeAfter names a key in errors.
 func describeAfter(after []string) string {
 	if after == nil {
-		return "keyset first page"
+		return "first page"
 	}
-	return fmt.Sprintf("keyset page after %q", after)
+	return fmt.Sprintf("page after %q", after)
 }
 
 // each runs the pages from the start cursor, calling fn with each non-empty
 // page until fn returns false or the rows run out.
-func (k *keyset[T]) each(ctx context.Context, perRow bool, fn func(p page[T]) bool) error {
+func (k *pager[T]) each(ctx context.Context, perRow bool, fn func(p page[T]) bool) error {
 	if k.prefetch {
 		return k.eachPrefetched(ctx, perRow, fn)
 	}
@@ -653,11 +659,11 @@ func (k *keyset[T]) each(ctx context.Context, perRow bool, fn func(p page[T]) bo
 	var items []T
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("enumerators: %s: %w", describeAfter(after), err)
+			return fmt.Errorf("keyset: %s: %w", describeAfter(after), err)
 		}
 		p, err := k.fetch(ctx, buf, after, items, perRow)
 		if err != nil {
-			return fmt.Errorf("enumerators: %s: %w", describeAfter(after), err)
+			return fmt.Errorf("keyset: %s: %w", describeAfter(after), err)
 		}
 		if len(p.items) == 0 || !fn(p) || len(p.items) < k.pageSize {
 			// Empty, stopped, or short: a short page is the last one.
@@ -686,7 +692,7 @@ func (k *keyset[T]) each(ctx context.Context, perRow bool, fn func(p page[T]) bo
 // A panic in the fetch (a Scan function, a column type's scanner) is
 // raised again in the caller's goroutine, where the runner recovers it, as
 // it would be without Prefetch.
-func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p page[T]) bool) error {
+func (k *pager[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p page[T]) bool) error {
 	type result struct {
 		p     page[T]
 		err   error
@@ -718,7 +724,7 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 			var r result
 			defer func() {
 				if v := recover(); v != nil {
-					r = result{panic: fmt.Errorf("enumerators: panic while prefetching a keyset page: %v\n\n%s", v, debug.Stack())}
+					r = result{panic: fmt.Errorf("keyset: panic while prefetching a page: %v\n\n%s", v, debug.Stack())}
 				}
 				ch <- r
 			}()
@@ -731,7 +737,7 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 	p, err := k.fetch(ctx, bufs[slot], after, nil, perRow)
 	for {
 		if err != nil {
-			return fmt.Errorf("enumerators: %s: %w", describeAfter(after), err)
+			return fmt.Errorf("keyset: %s: %w", describeAfter(after), err)
 		}
 		if len(p.items) == 0 {
 			return nil
@@ -744,7 +750,7 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 			return nil
 		}
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("enumerators: %s: %w", describeAfter(p.last), err)
+			return fmt.Errorf("keyset: %s: %w", describeAfter(p.last), err)
 		}
 		r := receive()
 		if perRow {
@@ -758,7 +764,7 @@ func (k *keyset[T]) eachPrefetched(ctx context.Context, perRow bool, fn func(p p
 }
 
 // totalRows counts the rows once, by k.countMode, and caches the count.
-func (k *keyset[T]) totalRows(ctx context.Context) (int64, error) {
+func (k *pager[T]) totalRows(ctx context.Context) (int64, error) {
 	k.totalMu.Lock()
 	defer k.totalMu.Unlock()
 	if k.totalOK {
@@ -772,10 +778,10 @@ func (k *keyset[T]) totalRows(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// keysetRows yields one row at a time.
-type keysetRows[T any] struct{ k *keyset[T] }
+// rowsEnum yields one row at a time.
+type rowsEnum[T any] struct{ k *pager[T] }
 
-func (e *keysetRows[T]) Enumerate(ctx context.Context, yield func(T, KeysetCursor) bool) error {
+func (e *rowsEnum[T]) Enumerate(ctx context.Context, yield func(T, Cursor) bool) error {
 	return e.k.each(ctx, true, func(p page[T]) bool {
 		for i := range p.items {
 			if !yield(p.items[i], p.cursors[i]) {
@@ -786,41 +792,41 @@ func (e *keysetRows[T]) Enumerate(ctx context.Context, yield func(T, KeysetCurso
 	})
 }
 
-// keysetPages yields one page at a time.
-type keysetPages[T any] struct{ k *keyset[T] }
+// pagesEnum yields one page at a time.
+type pagesEnum[T any] struct{ k *pager[T] }
 
-func (e *keysetPages[T]) Enumerate(ctx context.Context, yield func([]T, KeysetCursor) bool) error {
+func (e *pagesEnum[T]) Enumerate(ctx context.Context, yield func([]T, Cursor) bool) error {
 	return e.k.each(ctx, false, func(p page[T]) bool {
-		return yield(p.items, KeysetCursor{Key: p.last})
+		return yield(p.items, Cursor{Key: p.last})
 	})
 }
 
-// keysetRowsCounted is keysetRows with progress.
-type keysetRowsCounted[T any] struct{ *keysetRows[T] }
+// rowsCounted is rowsEnum with progress.
+type rowsCounted[T any] struct{ *rowsEnum[T] }
 
 // Progress reports the row count (exact or estimated, computed once) as
 // Total, and Done -1: the runner counts the rows processed.
-func (e *keysetRowsCounted[T]) Progress(ctx context.Context, _ *KeysetCursor) (Progress, error) {
+func (e *rowsCounted[T]) Progress(ctx context.Context, _ *Cursor) (enumerators.Progress, error) {
 	n, err := e.k.totalRows(ctx)
 	if err != nil {
-		return Progress{}, fmt.Errorf("enumerators: keyset count: %w", err)
+		return enumerators.Progress{}, fmt.Errorf("keyset: count: %w", err)
 	}
-	return Progress{Done: -1, Total: n, Unit: "rows"}, nil
+	return enumerators.Progress{Done: -1, Total: n, Unit: "rows"}, nil
 }
 
-// keysetPagesCounted is keysetPages with progress.
-type keysetPagesCounted[T any] struct{ *keysetPages[T] }
+// pagesCounted is pagesEnum with progress.
+type pagesCounted[T any] struct{ *pagesEnum[T] }
 
 // Progress reports the number of pages (from the row count, computed once)
 // as Total, and Done -1: the runner counts the pages processed.
-func (e *keysetPagesCounted[T]) Progress(ctx context.Context, _ *KeysetCursor) (Progress, error) {
+func (e *pagesCounted[T]) Progress(ctx context.Context, _ *Cursor) (enumerators.Progress, error) {
 	n, err := e.k.totalRows(ctx)
 	if err != nil {
-		return Progress{}, fmt.Errorf("enumerators: keyset count: %w", err)
+		return enumerators.Progress{}, fmt.Errorf("keyset: count: %w", err)
 	}
 	if n > 0 {
 		size := int64(e.k.pageSize)
 		n = (n + size - 1) / size
 	}
-	return Progress{Done: -1, Total: n, Unit: "pages"}, nil
+	return enumerators.Progress{Done: -1, Total: n, Unit: "pages"}, nil
 }

@@ -1,4 +1,4 @@
-package enumerators_test
+package csvrows_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/csvrows"
 	"github.com/iterjob/iterjob/enumerators/enumtest"
 )
 
@@ -56,9 +57,9 @@ var csvSampleRows = []csvRow{
 
 // sampleData returns the sample, with or without a line break after the
 // last record, and the cursor expected after each row.
-func sampleData(trailingNewline bool) ([]byte, []enumerators.CSVCursor) {
+func sampleData(trailingNewline bool) ([]byte, []csvrows.Cursor) {
 	var data []byte
-	var cursors []enumerators.CSVCursor
+	var cursors []csvrows.Cursor
 	for i, rec := range csvSample {
 		if i == len(csvSample)-1 && !trailingNewline {
 			rec = strings.TrimSuffix(rec, "\n")
@@ -69,7 +70,7 @@ func sampleData(trailingNewline bool) ([]byte, []enumerators.CSVCursor) {
 			if !bytes.HasSuffix(data, []byte("\n")) {
 				line++
 			}
-			cursors = append(cursors, enumerators.CSVCursor{Offset: int64(len(data)), Line: line})
+			cursors = append(cursors, csvrows.Cursor{Offset: int64(len(data)), Line: line})
 		}
 	}
 	return data, cursors
@@ -121,35 +122,35 @@ type csvSource struct {
 	name string
 	// build returns the enumerator over data; open counts the files it
 	// opened and has not closed (nil when it opens none).
-	build func(t *testing.T, data []byte) (build func(c *enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor], open func() int)
+	build func(t *testing.T, data []byte) (build func(c *csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor], open func() int)
 }
 
 var csvSources = []csvSource{
-	{"File", func(t *testing.T, data []byte) (func(*enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor], func() int) {
+	{"File", func(t *testing.T, data []byte) (func(*csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor], func() int) {
 		path := writeTemp(t, data)
 		fc := &fileCounter{}
-		return func(c *enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor] {
-			return enumerators.CSVFile[csvRow](path, c, enumerators.CSVConfig{Open: fc.Open})
+		return func(c *csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor] {
+			return csvrows.FromFile[csvRow](path, c, csvrows.Config{Open: fc.Open})
 		}, fc.Count
 	}},
-	{"BytesReader", func(_ *testing.T, data []byte) (func(*enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor], func() int) {
-		return func(c *enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor] {
-			return enumerators.CSV[csvRow](bytes.NewReader(data), c, enumerators.CSVConfig{})
+	{"BytesReader", func(_ *testing.T, data []byte) (func(*csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor], func() int) {
+		return func(c *csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor] {
+			return csvrows.FromReader[csvRow](bytes.NewReader(data), c, csvrows.Config{})
 		}, nil
 	}},
-	{"ReadSeeker", func(_ *testing.T, data []byte) (func(*enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor], func() int) {
-		return func(c *enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor] {
-			return enumerators.CSV[csvRow](bareSeeker{bytes.NewReader(data)}, c, enumerators.CSVConfig{})
+	{"ReadSeeker", func(_ *testing.T, data []byte) (func(*csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor], func() int) {
+		return func(c *csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor] {
+			return csvrows.FromReader[csvRow](bareSeeker{bytes.NewReader(data)}, c, csvrows.Config{})
 		}, nil
 	}},
-	{"PlainReader", func(_ *testing.T, data []byte) (func(*enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor], func() int) {
-		return func(c *enumerators.CSVCursor) enumerators.Enumerator[csvRow, enumerators.CSVCursor] {
-			return enumerators.CSV[csvRow](plainReader{bytes.NewReader(data)}, c, enumerators.CSVConfig{})
+	{"PlainReader", func(_ *testing.T, data []byte) (func(*csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor], func() int) {
+		return func(c *csvrows.Cursor) enumerators.Enumerator[csvRow, csvrows.Cursor] {
+			return csvrows.FromReader[csvRow](plainReader{bytes.NewReader(data)}, c, csvrows.Config{})
 		}, nil
 	}},
 }
 
-func TestCSVConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	t.Parallel()
 	for _, src := range csvSources {
 		for _, trailing := range []bool{true, false} {
@@ -158,8 +159,8 @@ func TestCSVConformance(t *testing.T) {
 				data, _ := sampleData(trailing)
 				build, open := src.build(t, data)
 				failing, failingOpen := src.build(t, []byte(malformed))
-				enumtest.Run(t, enumtest.Case[csvRow, enumerators.CSVCursor]{
-					Build: func(_ context.Context, c *enumerators.CSVCursor) (enumerators.Enumerator[csvRow, enumerators.CSVCursor], error) {
+				enumtest.Run(t, enumtest.Case[csvRow, csvrows.Cursor]{
+					Build: func(_ context.Context, c *csvrows.Cursor) (enumerators.Enumerator[csvRow, csvrows.Cursor], error) {
 						return build(c), nil
 					},
 					Want: csvSampleRows,
@@ -169,17 +170,17 @@ func TestCSVConformance(t *testing.T) {
 						}
 						return open() + failingOpen()
 					},
-					Failing: func(context.Context) (enumerators.Enumerator[csvRow, enumerators.CSVCursor], error) {
+					Failing: func(context.Context) (enumerators.Enumerator[csvRow, csvrows.Cursor], error) {
 						return failing(nil), nil
 					},
-					FailErr: enumerators.ErrCSVRow,
+					FailErr: csvrows.ErrRow,
 				})
 			})
 		}
 	}
 }
 
-func TestCSVCursorsAreExactOffsetsAndLines(t *testing.T) {
+func TestCursorsAreExactOffsetsAndLines(t *testing.T) {
 	t.Parallel()
 	for _, src := range csvSources {
 		for _, trailing := range []bool{true, false} {
@@ -200,17 +201,17 @@ func TestCSVCursorsAreExactOffsetsAndLines(t *testing.T) {
 	}
 }
 
-func TestCSVCursorEncoding(t *testing.T) {
+func TestCursorEncoding(t *testing.T) {
 	t.Parallel()
-	raw, err := cursor.Encode(enumerators.CSVCursor{Offset: 1 << 40, Line: 12345})
+	raw, err := cursor.Encode(csvrows.Cursor{Offset: 1 << 40, Line: 12345})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"offset":1099511627776,"line":12345}`, string(raw))
-	back, err := cursor.Decode[enumerators.CSVCursor](raw)
+	back, err := cursor.Decode[csvrows.Cursor](raw)
 	require.NoError(t, err)
-	require.Equal(t, enumerators.CSVCursor{Offset: 1 << 40, Line: 12345}, *back)
+	require.Equal(t, csvrows.Cursor{Offset: 1 << 40, Line: 12345}, *back)
 }
 
-func TestCSVMalformedRowNamesItsLine(t *testing.T) {
+func TestMalformedRowNamesItsLine(t *testing.T) {
 	t.Parallel()
 	head := "id,name,note,amount\n" + // line 1
 		"1,a,\"two\nlines\",1\n" // lines 2-3
@@ -241,13 +242,13 @@ func TestCSVMalformedRowNamesItsLine(t *testing.T) {
 				build, open := src.build(t, []byte(tc.data))
 				items, cursors, err := enumerators.Collect(t.Context(), build(nil))
 				require.Error(t, err, src.name)
-				var rowErr *enumerators.CSVRowError
+				var rowErr *csvrows.RowError
 				require.ErrorAs(t, err, &rowErr, src.name)
-				require.ErrorIs(t, err, enumerators.ErrCSVRow)
+				require.ErrorIs(t, err, csvrows.ErrRow)
 				require.ErrorIs(t, err, tc.cause, src.name)
 				require.Equal(t, tc.line, rowErr.Line, "%s: %v", src.name, err)
 				require.Equal(t, tc.column, rowErr.Column, src.name)
-				require.True(t, strings.HasPrefix(err.Error(), "enumerators: csv line "+strconv.FormatInt(tc.line, 10)+": "), err.Error())
+				require.True(t, strings.HasPrefix(err.Error(), "csvrows: line "+strconv.FormatInt(tc.line, 10)+": "), err.Error())
 				require.Len(t, items, tc.good, "%s: rows before the malformed one are yielded", src.name)
 				if open != nil {
 					require.Zero(t, open(), "%s: file closed after the error", src.name)
@@ -265,7 +266,7 @@ func TestCSVMalformedRowNamesItsLine(t *testing.T) {
 	}
 }
 
-func TestCSVMalformedRowLineIsAbsoluteAfterResume(t *testing.T) {
+func TestMalformedRowLineIsAbsoluteAfterResume(t *testing.T) {
 	t.Parallel()
 	data, cursors := sampleData(true)
 	bad := append(bytes.Clone(data), "7,\"x\ny\",not-a-number,z\n"...)
@@ -274,7 +275,7 @@ func TestCSVMalformedRowLineIsAbsoluteAfterResume(t *testing.T) {
 		for i := range cursors {
 			build, _ := src.build(t, bad)
 			items, _, err := enumerators.Collect(t.Context(), build(&cursors[i]))
-			var rowErr *enumerators.CSVRowError
+			var rowErr *csvrows.RowError
 			require.ErrorAs(t, err, &rowErr, "%s from %+v", src.name, cursors[i])
 			require.Equal(t, badLine, rowErr.Line, "%s from %+v", src.name, cursors[i])
 			require.Equal(t, csvSampleRows[i+1:], append([]csvRow{}, items...))
@@ -282,12 +283,12 @@ func TestCSVMalformedRowLineIsAbsoluteAfterResume(t *testing.T) {
 	}
 }
 
-func TestCSVRejectsInvalidCursors(t *testing.T) {
+func TestRejectsInvalidCursors(t *testing.T) {
 	t.Parallel()
 	data, cursors := sampleData(true)
 	headerEnd := int64(len(csvSample[0]))
 	end := cursors[len(cursors)-1]
-	cases := map[string]enumerators.CSVCursor{
+	cases := map[string]csvrows.Cursor{
 		"NegativeOffset":           {Offset: -1, Line: 1},
 		"ZeroLine":                 {Offset: headerEnd, Line: 0},
 		"MoreLinesThanBytes":       {Offset: 3, Line: 10},
@@ -320,7 +321,7 @@ func TestCSVRejectsInvalidCursors(t *testing.T) {
 		require.NoError(t, err, src.name)
 		require.Empty(t, items)
 		build, _ = src.build(t, data)
-		items, _, err = enumerators.Collect(t.Context(), build(&enumerators.CSVCursor{Offset: headerEnd, Line: 1}))
+		items, _, err = enumerators.Collect(t.Context(), build(&csvrows.Cursor{Offset: headerEnd, Line: 1}))
 		require.NoError(t, err, src.name)
 		require.Equal(t, csvSampleRows, items)
 	}
@@ -331,10 +332,10 @@ func TestCSVRejectsInvalidCursors(t *testing.T) {
 	rowEnd := int64(bytes.Index(late, []byte("2,b")))
 	for _, src := range csvSources {
 		build, _ := src.build(t, late)
-		_, _, err := enumerators.Collect(t.Context(), build(&enumerators.CSVCursor{Offset: rowEnd, Line: 2}))
+		_, _, err := enumerators.Collect(t.Context(), build(&csvrows.Cursor{Offset: rowEnd, Line: 2}))
 		require.ErrorIs(t, err, enumerators.ErrInvalidCursor, src.name)
 		build, _ = src.build(t, late)
-		items, _, err := enumerators.Collect(t.Context(), build(&enumerators.CSVCursor{Offset: rowEnd, Line: 4}))
+		items, _, err := enumerators.Collect(t.Context(), build(&csvrows.Cursor{Offset: rowEnd, Line: 4}))
 		require.NoError(t, err, src.name)
 		require.Equal(t, []csvRow{{ID: 2, Name: "b"}}, items)
 	}
@@ -342,21 +343,21 @@ func TestCSVRejectsInvalidCursors(t *testing.T) {
 	// Data with no header fits no cursor.
 	for _, src := range csvSources {
 		build, _ := src.build(t, []byte("\n\n"))
-		_, _, err := enumerators.Collect(t.Context(), build(&enumerators.CSVCursor{Offset: 1, Line: 1}))
+		_, _, err := enumerators.Collect(t.Context(), build(&csvrows.Cursor{Offset: 1, Line: 1}))
 		require.ErrorIs(t, err, enumerators.ErrInvalidCursor, src.name)
 	}
 }
 
-func TestCSVFileIsClosedOnEveryPath(t *testing.T) {
+func TestFileIsClosedOnEveryPath(t *testing.T) {
 	t.Parallel()
 	data, cursors := sampleData(true)
 	path := writeTemp(t, data)
 	fc := &fileCounter{}
-	cfg := enumerators.CSVConfig{Open: fc.Open}
+	cfg := csvrows.Config{Open: fc.Open}
 
 	// Early stop.
 	calls := 0
-	err := enumerators.CSVFile[csvRow](path, nil, cfg).Enumerate(t.Context(), func(csvRow, enumerators.CSVCursor) bool {
+	err := csvrows.FromFile[csvRow](path, nil, cfg).Enumerate(t.Context(), func(csvRow, csvrows.Cursor) bool {
 		calls++
 		require.Equal(t, 1, fc.Count(), "the file is open while rows are yielded")
 		return false
@@ -366,20 +367,20 @@ func TestCSVFileIsClosedOnEveryPath(t *testing.T) {
 	require.Zero(t, fc.Count(), "early stop")
 
 	// End, from the start and resumed.
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSVFile[csvRow](path, nil, cfg))
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromFile[csvRow](path, nil, cfg))
 	require.NoError(t, err)
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSVFile[csvRow](path, &cursors[3], cfg))
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromFile[csvRow](path, &cursors[3], cfg))
 	require.NoError(t, err)
 	require.Zero(t, fc.Count(), "end")
 
 	// Malformed row, invalid cursor, cancelled context.
 	bad := writeTemp(t, []byte(malformed))
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSVFile[csvRow](bad, nil, cfg))
-	require.ErrorIs(t, err, enumerators.ErrCSVRow)
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSVFile[csvRow](path, &enumerators.CSVCursor{Offset: 1 << 30, Line: 1000}, cfg))
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromFile[csvRow](bad, nil, cfg))
+	require.ErrorIs(t, err, csvrows.ErrRow)
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromFile[csvRow](path, &csvrows.Cursor{Offset: 1 << 30, Line: 1000}, cfg))
 	require.ErrorIs(t, err, enumerators.ErrInvalidCursor)
 	ctx, cancel := context.WithCancel(t.Context())
-	err = enumerators.CSVFile[csvRow](path, nil, cfg).Enumerate(ctx, func(csvRow, enumerators.CSVCursor) bool {
+	err = csvrows.FromFile[csvRow](path, nil, cfg).Enumerate(ctx, func(csvRow, csvrows.Cursor) bool {
 		cancel()
 		return true
 	})
@@ -387,16 +388,16 @@ func TestCSVFileIsClosedOnEveryPath(t *testing.T) {
 	require.Zero(t, fc.Count(), "errors")
 
 	// A missing file is an error that says so.
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSVFile[csvRow](filepath.Join(t.TempDir(), "missing.csv"), nil, cfg))
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromFile[csvRow](filepath.Join(t.TempDir(), "missing.csv"), nil, cfg))
 	require.ErrorIs(t, err, fs.ErrNotExist)
 }
 
-func TestCSVContextCancelledStopsBetweenRows(t *testing.T) {
+func TestContextCancelledStopsBetweenRows(t *testing.T) {
 	t.Parallel()
 	data, _ := sampleData(true)
 	ctx, cancel := context.WithCancel(t.Context())
 	var got []csvRow
-	err := enumerators.CSV[csvRow](bytes.NewReader(data), nil, enumerators.CSVConfig{}).Enumerate(ctx, func(r csvRow, _ enumerators.CSVCursor) bool {
+	err := csvrows.FromReader[csvRow](bytes.NewReader(data), nil, csvrows.Config{}).Enumerate(ctx, func(r csvRow, _ csvrows.Cursor) bool {
 		got = append(got, r)
 		if len(got) == 2 {
 			cancel()
@@ -407,30 +408,30 @@ func TestCSVContextCancelledStopsBetweenRows(t *testing.T) {
 	require.Equal(t, csvSampleRows[:2], got)
 }
 
-func TestCSVReadErrorSurfacesAfterTheRowsBeforeIt(t *testing.T) {
+func TestReadErrorSurfacesAfterTheRowsBeforeIt(t *testing.T) {
 	t.Parallel()
 	data, cursors := sampleData(true)
 	errDisk := errors.New("disk on fire")
 	src := io.MultiReader(bytes.NewReader(data[:cursors[1].Offset]), iotest.ErrReader(errDisk))
-	items, _, err := enumerators.Collect(t.Context(), enumerators.CSV[csvRow](src, nil, enumerators.CSVConfig{}))
+	items, _, err := enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](src, nil, csvrows.Config{}))
 	require.ErrorIs(t, err, errDisk)
-	require.False(t, errors.Is(err, enumerators.ErrCSVRow), "an I/O error is not a malformed row")
+	require.False(t, errors.Is(err, csvrows.ErrRow), "an I/O error is not a malformed row")
 	require.Equal(t, csvSampleRows[:2], items)
 }
 
-func TestCSVPlainReaderEnumeratesOnce(t *testing.T) {
+func TestPlainReaderEnumeratesOnce(t *testing.T) {
 	t.Parallel()
 	data, _ := sampleData(true)
-	e := enumerators.CSV[csvRow](plainReader{bytes.NewReader(data)}, nil, enumerators.CSVConfig{})
+	e := csvrows.FromReader[csvRow](plainReader{bytes.NewReader(data)}, nil, csvrows.Config{})
 	items, _, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
 	require.Equal(t, csvSampleRows, items)
 	_, _, err = enumerators.Collect(t.Context(), e)
-	require.ErrorIs(t, err, enumerators.ErrCSVReaderReused)
+	require.ErrorIs(t, err, csvrows.ErrReaderReused)
 
 	// A seekable source can be enumerated again: it is read from offset 0.
 	r := bytes.NewReader(data)
-	e = enumerators.CSV[csvRow](r, nil, enumerators.CSVConfig{})
+	e = csvrows.FromReader[csvRow](r, nil, csvrows.Config{})
 	for range 2 {
 		items, _, err = enumerators.Collect(t.Context(), e)
 		require.NoError(t, err)
@@ -438,58 +439,58 @@ func TestCSVPlainReaderEnumeratesOnce(t *testing.T) {
 	}
 }
 
-func TestCSVProgressCountsBytes(t *testing.T) {
+func TestProgressCountsBytes(t *testing.T) {
 	t.Parallel()
 	data, cursors := sampleData(true)
 	size := int64(len(data))
 	path := writeTemp(t, data)
 	mid := cursors[2]
 
-	progress := func(e enumerators.Enumerator[csvRow, enumerators.CSVCursor], c *enumerators.CSVCursor) enumerators.Progress {
+	progress := func(e enumerators.Enumerator[csvRow, csvrows.Cursor], c *csvrows.Cursor) enumerators.Progress {
 		t.Helper()
-		p, err := e.(enumerators.ProgressReporter[enumerators.CSVCursor]).Progress(t.Context(), c)
+		p, err := e.(enumerators.ProgressReporter[csvrows.Cursor]).Progress(t.Context(), c)
 		require.NoError(t, err)
 		return p
 	}
 
-	file := enumerators.CSVFile[csvRow](path, nil, enumerators.CSVConfig{})
+	file := csvrows.FromFile[csvRow](path, nil, csvrows.Config{})
 	require.Equal(t, enumerators.Progress{Done: 0, Total: size, Unit: "bytes"}, progress(file, nil), "before Enumerate")
 	require.Equal(t, enumerators.Progress{Done: mid.Offset, Total: size, Unit: "bytes"}, progress(file, &mid))
-	resumed := enumerators.CSVFile[csvRow](path, &mid, enumerators.CSVConfig{})
+	resumed := csvrows.FromFile[csvRow](path, &mid, csvrows.Config{})
 	require.Equal(t, enumerators.Progress{Done: mid.Offset, Total: size, Unit: "bytes"}, progress(resumed, nil), "the starting cursor before the first row")
 
-	br := enumerators.CSV[csvRow](bytes.NewReader(data), nil, enumerators.CSVConfig{})
+	br := csvrows.FromReader[csvRow](bytes.NewReader(data), nil, csvrows.Config{})
 	require.Equal(t, enumerators.Progress{Done: mid.Offset, Total: size, Unit: "bytes"}, progress(br, &mid), "Size method")
 
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
-	osFile := enumerators.CSV[csvRow](f, nil, enumerators.CSVConfig{})
+	osFile := csvrows.FromReader[csvRow](f, nil, csvrows.Config{})
 	require.Equal(t, enumerators.Progress{Done: mid.Offset, Total: size, Unit: "bytes"}, progress(osFile, &mid), "Stat method")
 
-	bare := enumerators.CSV[csvRow](bareSeeker{bytes.NewReader(data)}, nil, enumerators.CSVConfig{})
+	bare := csvrows.FromReader[csvRow](bareSeeker{bytes.NewReader(data)}, nil, csvrows.Config{})
 	require.Equal(t, int64(-1), progress(bare, &mid).Total, "unknown before Enumerate")
 	var during enumerators.Progress
-	err = bare.Enumerate(t.Context(), func(_ csvRow, c enumerators.CSVCursor) bool {
+	err = bare.Enumerate(t.Context(), func(_ csvRow, c csvrows.Cursor) bool {
 		during = progress(bare, &c)
 		return false
 	})
 	require.NoError(t, err)
 	require.Equal(t, enumerators.Progress{Done: cursors[0].Offset, Total: size, Unit: "bytes"}, during, "measured by seeking, and Progress does not disturb the reading")
 
-	plain := enumerators.CSV[csvRow](plainReader{bytes.NewReader(data)}, nil, enumerators.CSVConfig{})
+	plain := csvrows.FromReader[csvRow](plainReader{bytes.NewReader(data)}, nil, csvrows.Config{})
 	require.Equal(t, enumerators.Progress{Done: mid.Offset, Total: -1, Unit: "bytes"}, progress(plain, &mid))
 }
 
-func TestCSVProgressDoesNotDisturbAReadInFlight(t *testing.T) {
+func TestProgressDoesNotDisturbAReadInFlight(t *testing.T) {
 	t.Parallel()
 	data, _ := sampleData(true)
 	for _, src := range csvSources {
 		build, _ := src.build(t, data)
 		e := build(nil)
-		pr := e.(enumerators.ProgressReporter[enumerators.CSVCursor])
+		pr := e.(enumerators.ProgressReporter[csvrows.Cursor])
 		var got []csvRow
-		err := e.Enumerate(t.Context(), func(r csvRow, c enumerators.CSVCursor) bool {
+		err := e.Enumerate(t.Context(), func(r csvRow, c csvrows.Cursor) bool {
 			got = append(got, r)
 			p, err := pr.Progress(t.Context(), &c)
 			require.NoError(t, err)
@@ -501,26 +502,26 @@ func TestCSVProgressDoesNotDisturbAReadInFlight(t *testing.T) {
 	}
 }
 
-func TestCSVConfigOptions(t *testing.T) {
+func TestConfigOptions(t *testing.T) {
 	t.Parallel()
 	data := "# exported 2024-01-01\n" +
 		"id; name; note; amount\n" +
 		"# a comment between rows; it counts as a line\n" +
 		"1; Ann; \"x; y\"; 2.5\n" +
 		"2; Bob; say \"hi\"; 3\n"
-	cfg := enumerators.CSVConfig{Comma: ';', Comment: '#', TrimLeadingSpace: true, LazyQuotes: true}
-	items, cursors, err := enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(data), nil, cfg))
+	cfg := csvrows.Config{Comma: ';', Comment: '#', TrimLeadingSpace: true, LazyQuotes: true}
+	items, cursors, err := enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(data), nil, cfg))
 	require.NoError(t, err)
 	require.Equal(t, []csvRow{{1, "Ann", "x; y", 2.5}, {2, "Bob", `say "hi"`, 3}}, items)
-	require.Equal(t, enumerators.CSVCursor{Offset: int64(strings.Index(data, "2; Bob")), Line: 4}, cursors[0])
-	items, _, err = enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(data), &cursors[0], cfg))
+	require.Equal(t, csvrows.Cursor{Offset: int64(strings.Index(data, "2; Bob")), Line: 4}, cursors[0])
+	items, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(data), &cursors[0], cfg))
 	require.NoError(t, err)
 	require.Equal(t, []csvRow{{2, "Bob", `say "hi"`, 3}}, items)
 
 	// Without LazyQuotes the bare quote in row 2 (line 5) is malformed.
 	cfg.LazyQuotes = false
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(data), nil, cfg))
-	var rowErr *enumerators.CSVRowError
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(data), nil, cfg))
+	var rowErr *csvrows.RowError
 	require.ErrorAs(t, err, &rowErr)
 	require.Equal(t, int64(5), rowErr.Line)
 
@@ -530,67 +531,68 @@ func TestCSVConfigOptions(t *testing.T) {
 	require.NoError(t, gocsv.UnmarshalString("id,name\n7,Zed\n", &viaGocsv))
 	require.Equal(t, []csvRow{{ID: 7, Name: "Zed"}}, viaGocsv)
 
-	for _, bad := range []enumerators.CSVConfig{{Comma: '"'}, {Comma: '\n'}, {Comment: ','}, {Comma: ';', Comment: ';'}, {Comma: -1}} {
-		_, _, err := enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(data), nil, bad))
-		require.ErrorContains(t, err, "enumerators: csv config", "%+v", bad)
+	for _, bad := range []csvrows.Config{{Comma: '"'}, {Comma: '\n'}, {Comment: ','}, {Comma: ';', Comment: ';'}, {Comma: -1}} {
+		_, _, err := enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(data), nil, bad))
+		require.ErrorIs(t, err, csvrows.ErrConfig, "%+v", bad)
+		require.ErrorContains(t, err, "csvrows: invalid config: ", "%+v", bad)
 	}
 }
 
-func TestCSVHeaderRequirements(t *testing.T) {
+func TestHeaderRequirements(t *testing.T) {
 	t.Parallel()
 	for _, empty := range []string{"", "\xEF\xBB\xBF", "\n\n", "# only a comment\n"} {
-		cfg := enumerators.CSVConfig{Comment: '#'}
-		items, _, err := enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(empty), nil, cfg))
+		cfg := csvrows.Config{Comment: '#'}
+		items, _, err := enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(empty), nil, cfg))
 		require.NoError(t, err, "%q", empty)
 		require.Empty(t, items)
 		cfg.RequireHeader = true
-		_, _, err = enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(empty), nil, cfg))
-		require.ErrorIs(t, err, enumerators.ErrCSVHeader, "%q", empty)
+		_, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(empty), nil, cfg))
+		require.ErrorIs(t, err, csvrows.ErrHeader, "%q", empty)
 	}
 
 	// A header alone is zero rows, even with RequireHeader.
-	items, _, err := enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader("id,name,note,amount\n"), nil, enumerators.CSVConfig{RequireHeader: true}))
+	items, _, err := enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader("id,name,note,amount\n"), nil, csvrows.Config{RequireHeader: true}))
 	require.NoError(t, err)
 	require.Empty(t, items)
 
 	// A missing column leaves the field zero, unless RequireColumns.
 	partial := "\xEF\xBB\xBF\"id\",name\n1,Ann\n"
-	items, _, err = enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(partial), nil, enumerators.CSVConfig{}))
+	items, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(partial), nil, csvrows.Config{}))
 	require.NoError(t, err)
 	require.Equal(t, []csvRow{{ID: 1, Name: "Ann"}}, items)
 	var got []csvRow
-	err = enumerators.CSV[csvRow](strings.NewReader(partial), nil, enumerators.CSVConfig{RequireColumns: true}).Enumerate(t.Context(), func(r csvRow, _ enumerators.CSVCursor) bool {
+	err = csvrows.FromReader[csvRow](strings.NewReader(partial), nil, csvrows.Config{RequireColumns: true}).Enumerate(t.Context(), func(r csvRow, _ csvrows.Cursor) bool {
 		got = append(got, r)
 		return true
 	})
-	require.ErrorIs(t, err, enumerators.ErrCSVHeader)
+	require.ErrorIs(t, err, csvrows.ErrHeader)
 	require.ErrorContains(t, err, `["note" "amount"]`)
 	require.Empty(t, got, "the header is checked before any row")
 
 	// Extra columns, any order and spaces around names are fine (gocsv
 	// matches trimmed names); the BOM is not part of a name.
 	full := "\xEF\xBB\xBFamount, extra, note,name ,id\n1.5,z,n,Ann,1\n"
-	items, _, err = enumerators.Collect(t.Context(), enumerators.CSV[csvRow](strings.NewReader(full), nil, enumerators.CSVConfig{RequireColumns: true}))
+	items, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[csvRow](strings.NewReader(full), nil, csvrows.Config{RequireColumns: true}))
 	require.NoError(t, err)
 	require.Equal(t, []csvRow{{1, "Ann", "n", 1.5}}, items)
 }
 
-func TestCSVDecodesIntoPointersAndRejectsNonStructs(t *testing.T) {
+func TestDecodesIntoPointersAndRejectsNonStructs(t *testing.T) {
 	t.Parallel()
 	data, _ := sampleData(true)
-	items, _, err := enumerators.Collect(t.Context(), enumerators.CSV[*csvRow](bytes.NewReader(data), nil, enumerators.CSVConfig{}))
+	items, _, err := enumerators.Collect(t.Context(), csvrows.FromReader[*csvRow](bytes.NewReader(data), nil, csvrows.Config{}))
 	require.NoError(t, err)
 	require.Len(t, items, len(csvSampleRows))
 	for i, it := range items {
 		require.Equal(t, csvSampleRows[i], *it)
 	}
 
-	_, _, err = enumerators.Collect(t.Context(), enumerators.CSV[int](bytes.NewReader(data), nil, enumerators.CSVConfig{}))
-	require.ErrorContains(t, err, "enumerators: csv: ")
-	require.False(t, errors.Is(err, enumerators.ErrCSVRow), "not a row error: %v", err)
+	_, _, err = enumerators.Collect(t.Context(), csvrows.FromReader[int](bytes.NewReader(data), nil, csvrows.Config{}))
+	require.ErrorContains(t, err, "csvrows: ")
+	require.False(t, errors.Is(err, csvrows.ErrRow), "not a row error: %v", err)
 }
 
-func TestCSVLongRecordsAcrossBufferBoundaries(t *testing.T) {
+func TestLongRecordsAcrossBufferBoundaries(t *testing.T) {
 	t.Parallel()
 	// Rows longer than the read buffer, with line breaks inside, resumed
 	// from every row: the offsets stay exact when records straddle buffer
@@ -608,8 +610,8 @@ func TestCSVLongRecordsAcrossBufferBoundaries(t *testing.T) {
 	for _, src := range csvSources {
 		t.Run(src.name, func(t *testing.T) {
 			build, _ := src.build(t, data)
-			enumtest.Run(t, enumtest.Case[csvRow, enumerators.CSVCursor]{
-				Build: func(_ context.Context, c *enumerators.CSVCursor) (enumerators.Enumerator[csvRow, enumerators.CSVCursor], error) {
+			enumtest.Run(t, enumtest.Case[csvRow, csvrows.Cursor]{
+				Build: func(_ context.Context, c *csvrows.Cursor) (enumerators.Enumerator[csvRow, csvrows.Cursor], error) {
 					return build(c), nil
 				},
 				Want:   want,

@@ -1,4 +1,4 @@
-package enumerators_test
+package keyset_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
@@ -57,8 +58,8 @@ const scanTableSQL = `CREATE TABLE scan_rows (
 // keysetScanAll enumerates the table with the default by-name scan.
 func keysetScanAll[T any](t *testing.T, pool *pgxpool.Pool, columns ...string) ([]T, error) {
 	t.Helper()
-	cfg := enumerators.KeysetConfig[T]{DB: pool, Table: "scan_rows", Columns: columns, Key: []string{"id"}, PageSize: 3}
-	e, err := enumerators.Keyset(t.Context(), cfg, nil)
+	cfg := keyset.Config[T]{DB: pool, Table: "scan_rows", Columns: columns, Key: []string{"id"}, PageSize: 3}
+	e, err := keyset.Rows(t.Context(), cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -74,10 +75,10 @@ func pgxScanAll[T any](t *testing.T, pool *pgxpool.Pool, columns string) ([]T, e
 	return pgx.CollectRows(rows, pgx.RowToStructByName[T])
 }
 
-// Without KeysetConfig.Scan, rows decode into T by the rules of
+// Without Config.Scan, rows decode into T by the rules of
 // pgx.RowToStructByName, and a struct that does not fit the columns is a
 // configuration error naming the column or field.
-func TestKeysetDefaultScanMatchesPgx(t *testing.T) {
+func TestDefaultScanMatchesPgx(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, scanTableSQL)
@@ -112,32 +113,32 @@ func TestKeysetDefaultScanMatchesPgx(t *testing.T) {
 	})
 	t.Run("column without a field", func(t *testing.T) {
 		_, err := keysetScanAll[scanBase](t, pool)
-		require.ErrorIs(t, err, enumerators.ErrKeysetConfig)
+		require.ErrorIs(t, err, keyset.ErrConfig)
 		require.ErrorContains(t, err, `no field for column "full_name"`)
 		_, err = pgxScanAll[scanBase](t, pool, "*")
 		require.Error(t, err, "pgx refuses it too")
 	})
 	t.Run("field without a column", func(t *testing.T) {
 		_, err := keysetScanAll[scanEmbedded](t, pool, "id", "account_id", "full_name")
-		require.ErrorIs(t, err, enumerators.ErrKeysetConfig)
+		require.ErrorIs(t, err, keyset.ErrConfig)
 		require.ErrorContains(t, err, "no column for field Mixed")
 		_, err = pgxScanAll[scanEmbedded](t, pool, "id, account_id, full_name")
 		require.Error(t, err, "pgx refuses it too")
 	})
 	t.Run("not a struct", func(t *testing.T) {
-		_, err := enumerators.Keyset(t.Context(), enumerators.KeysetConfig[int64]{DB: pool, Table: "scan_rows", Key: []string{"id"}}, nil)
-		require.ErrorIs(t, err, enumerators.ErrKeysetConfig)
+		_, err := keyset.Rows(t.Context(), keyset.Config[int64]{DB: pool, Table: "scan_rows", Key: []string{"id"}}, nil)
+		require.ErrorIs(t, err, keyset.ErrConfig)
 		require.ErrorContains(t, err, "int64 is not a struct")
 	})
 	t.Run("a Scan function is used as given", func(t *testing.T) {
-		cfg := enumerators.KeysetConfig[int64]{DB: pool, Table: "scan_rows", Key: []string{"id"}, PageSize: 4,
+		cfg := keyset.Config[int64]{DB: pool, Table: "scan_rows", Key: []string{"id"}, PageSize: 4,
 			Scan: func(row pgx.CollectableRow) (int64, error) {
 				var id, account int64
 				var a, b, c string
 				err := row.Scan(&id, &account, &a, &b, &c)
 				return id * 100, err
 			}}
-		e, err := enumerators.Keyset(context.Background(), cfg, nil)
+		e, err := keyset.Rows(context.Background(), cfg, nil)
 		require.NoError(t, err)
 		items, _, err := enumerators.Collect(t.Context(), e)
 		require.NoError(t, err)
@@ -149,14 +150,14 @@ func TestKeysetDefaultScanMatchesPgx(t *testing.T) {
 // Enumerate, where a runner recovers it (with Prefetch too, where the page is
 // read by another goroutine in which the panic would crash the process), and
 // the page's connection goes back to the pool.
-func TestKeysetScanPanicReachesTheCaller(t *testing.T) {
+func TestScanPanicReachesTheCaller(t *testing.T) {
 	t.Parallel()
 	pool := testutil.Postgres(t)
 	pgExec(t, pool, `CREATE TABLE nums (id bigint PRIMARY KEY)`)
 	pgExec(t, pool, `INSERT INTO nums SELECT generate_series(1, 10)`)
 	for _, prefetch := range []bool{false, true} {
 		t.Run(fmt.Sprintf("prefetch=%v", prefetch), func(t *testing.T) {
-			cfg := enumerators.KeysetConfig[int64]{DB: pool, Table: "nums", Key: []string{"id"}, PageSize: 3, Prefetch: prefetch,
+			cfg := keyset.Config[int64]{DB: pool, Table: "nums", Key: []string{"id"}, PageSize: 3, Prefetch: prefetch,
 				Scan: func(row pgx.CollectableRow) (int64, error) {
 					var id int64
 					err := row.Scan(&id)
@@ -165,12 +166,12 @@ func TestKeysetScanPanicReachesTheCaller(t *testing.T) {
 					}
 					return id, err
 				}}
-			e, err := enumerators.Keyset(t.Context(), cfg, nil)
+			e, err := keyset.Rows(t.Context(), cfg, nil)
 			require.NoError(t, err)
 			var got []int64
 			recovered := func() (v any) {
 				defer func() { v = recover() }()
-				_ = e.Enumerate(t.Context(), func(id int64, _ enumerators.KeysetCursor) bool {
+				_ = e.Enumerate(t.Context(), func(id int64, _ keyset.Cursor) bool {
 					got = append(got, id)
 					return true
 				})

@@ -1,4 +1,4 @@
-package enumerators
+package csvrows
 
 import (
 	"bufio"
@@ -16,11 +16,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/gocarina/gocsv"
+
+	"github.com/iterjob/iterjob/enumerators"
 )
 
-// CSVCursor is where a CSV enumeration resumes: just after the row it was
+// Cursor is where an enumeration resumes: just after the row it was
 // taken from.
-type CSVCursor struct {
+type Cursor struct {
 	// Offset is the byte offset, from the very start of the data (a UTF-8
 	// byte order mark included), of the byte just after the row: the start
 	// of the next row.
@@ -34,22 +36,22 @@ type CSVCursor struct {
 	Line int64 `json:"line"`
 }
 
-// Defaults applied to a zero CSVConfig field.
+// Defaults applied to a zero Config field.
 const (
-	// CSVCommaDefault is the field delimiter when CSVConfig.Comma is zero.
-	CSVCommaDefault = ','
-	// CSVBufferSizeDefault is the read buffer size when
-	// CSVConfig.BufferSize is zero.
-	CSVBufferSizeDefault = 64 << 10
-	// CSVBufferSizeMin is the smallest read buffer; smaller sizes are
+	// CommaDefault is the field delimiter when Config.Comma is zero.
+	CommaDefault = ','
+	// BufferSizeDefault is the read buffer size when
+	// Config.BufferSize is zero.
+	BufferSizeDefault = 64 << 10
+	// BufferSizeMin is the smallest read buffer; smaller sizes are
 	// raised to it.
-	CSVBufferSizeMin = 4096
+	BufferSizeMin = 4096
 )
 
-// CSVConfig configures CSV and CSVFile. The zero value reads standard
+// Config configures FromReader and FromFile. The zero value reads standard
 // comma-separated data (RFC 4180, as encoding/csv reads it) with a header.
-type CSVConfig struct {
-	// Comma is the field delimiter. Zero means CSVCommaDefault (',').
+type Config struct {
+	// Comma is the field delimiter. Zero means CommaDefault (',').
 	// It must be a valid rune other than '"', '\r', '\n' and
 	// utf8.RuneError.
 	Comma rune
@@ -69,22 +71,22 @@ type CSVConfig struct {
 	TrimLeadingSpace bool
 
 	// RequireHeader makes data with no header line (empty, or only blank
-	// and comment lines) an error matching ErrCSVHeader. False (the
+	// and comment lines) an error matching ErrHeader. False (the
 	// default) enumerates such data as zero rows.
 	RequireHeader bool
 
 	// RequireColumns makes Enumerate fail with an error matching
-	// ErrCSVHeader, before any row, when the header lacks a column for a
+	// ErrHeader, before any row, when the header lacks a column for a
 	// field that gocsv maps (each field's first `csv` tag key, or its Go
 	// name when untagged). False (the default) leaves such fields at their
 	// zero value, as gocsv does.
 	RequireColumns bool
 
 	// BufferSize is the size of the read buffer in bytes. Zero means
-	// CSVBufferSizeDefault; values below CSVBufferSizeMin are raised to it.
+	// BufferSizeDefault; values below BufferSizeMin are raised to it.
 	BufferSize int
 
-	// Open opens the file named by CSVFile's path; CSV ignores it. Nil
+	// Open opens the file named by FromFile's path; FromReader ignores it. Nil
 	// means os.Open. Set it to read from another file system (an fs.FS's
 	// Open method fits) or to watch files being opened. A file that
 	// implements io.Seeker is resumed by seeking; its Stat gives the size
@@ -92,53 +94,58 @@ type CSVConfig struct {
 	Open func(name string) (fs.File, error)
 }
 
-func (c CSVConfig) withDefaults() CSVConfig {
+func (c Config) withDefaults() Config {
 	if c.Comma == 0 {
-		c.Comma = CSVCommaDefault
+		c.Comma = CommaDefault
 	}
 	if c.BufferSize == 0 {
-		c.BufferSize = CSVBufferSizeDefault
+		c.BufferSize = BufferSizeDefault
 	}
-	c.BufferSize = max(c.BufferSize, CSVBufferSizeMin)
+	c.BufferSize = max(c.BufferSize, BufferSizeMin)
 	if c.Open == nil {
 		c.Open = func(name string) (fs.File, error) { return os.Open(name) }
 	}
 	return c
 }
 
-func (c CSVConfig) validate() error {
+func (c Config) validate() error {
 	valid := func(r rune) bool {
 		return r != 0 && r != '"' && r != '\r' && r != '\n' && utf8.ValidRune(r) && r != utf8.RuneError
 	}
 	if !valid(c.Comma) {
-		return fmt.Errorf("enumerators: csv config: invalid Comma %q", c.Comma)
+		return fmt.Errorf("%w: Comma %q cannot delimit fields", ErrConfig, c.Comma)
 	}
 	if c.Comment != 0 && (!valid(c.Comment) || c.Comment == c.Comma) {
-		return fmt.Errorf("enumerators: csv config: invalid Comment %q", c.Comment)
+		return fmt.Errorf("%w: Comment %q cannot start comments", ErrConfig, c.Comment)
 	}
 	return nil
 }
 
 var (
-	// ErrCSVRow is matched (with errors.Is) by a *CSVRowError.
-	ErrCSVRow = errors.New("enumerators: malformed csv row")
+	// ErrConfig is matched by the error Enumerate returns when the Config
+	// cannot work: a Comma or Comment that cannot delimit fields or start
+	// comments.
+	ErrConfig = errors.New("csvrows: invalid config")
 
-	// ErrCSVHeader is matched by the error Enumerate returns when the
-	// header is missing (CSVConfig.RequireHeader) or lacks a column
-	// (CSVConfig.RequireColumns).
-	ErrCSVHeader = errors.New("enumerators: csv header")
+	// ErrRow is matched (with errors.Is) by a *RowError.
+	ErrRow = errors.New("csvrows: malformed row")
 
-	// ErrCSVReaderReused is returned by a second Enumerate of a CSV
-	// enumerator built on a plain io.Reader (not an io.Seeker): the first
+	// ErrHeader is matched by the error Enumerate returns when the
+	// header is missing (Config.RequireHeader) or lacks a column
+	// (Config.RequireColumns).
+	ErrHeader = errors.New("csvrows: header")
+
+	// ErrReaderReused is returned by a second Enumerate of an enumerator
+	// built by FromReader on a plain io.Reader (not an io.Seeker): the first
 	// enumeration consumed the stream, so it cannot be read again.
-	ErrCSVReaderReused = errors.New("enumerators: csv: a plain io.Reader can be enumerated only once")
+	ErrReaderReused = errors.New("csvrows: a plain io.Reader can be enumerated only once")
 )
 
-// CSVRowError reports a malformed row: bad quoting, a field count that
+// RowError reports a malformed row: bad quoting, a field count that
 // differs from the header's, or a value that does not decode into its struct
 // field. The rows before it were yielded, so a runner that checkpoints the
 // last good cursor resumes at the malformed row.
-type CSVRowError struct {
+type RowError struct {
 	// Line is the physical line of the data (1-based, counted from the
 	// start of the data even when the enumeration resumed from a cursor)
 	// where the problem is: the line of the bad quote, the first line of a
@@ -153,55 +160,56 @@ type CSVRowError struct {
 	Err error
 }
 
-func (e *CSVRowError) Error() string {
+func (e *RowError) Error() string {
 	if e.Column != "" {
-		return fmt.Sprintf("enumerators: csv line %d: column %q: %v", e.Line, e.Column, e.Err)
+		return fmt.Sprintf("csvrows: line %d: column %q: %v", e.Line, e.Column, e.Err)
 	}
-	return fmt.Sprintf("enumerators: csv line %d: %v", e.Line, e.Err)
+	return fmt.Sprintf("csvrows: line %d: %v", e.Line, e.Err)
 }
 
 // Unwrap returns the cause.
-func (e *CSVRowError) Unwrap() error { return e.Err }
+func (e *RowError) Unwrap() error { return e.Err }
 
-// Is reports whether target is ErrCSVRow or another *CSVRowError.
-func (e *CSVRowError) Is(target error) bool {
-	if target == ErrCSVRow {
+// Is reports whether target is ErrRow or another *RowError.
+func (e *RowError) Is(target error) bool {
+	if target == ErrRow {
 		return true
 	}
-	_, ok := target.(*CSVRowError)
+	_, ok := target.(*RowError)
 	return ok
 }
 
-// CSV enumerates the rows of CSV data read from r, each decoded by gocsv
-// into a T (a struct, or a pointer to one, whose fields name their columns
-// with `csv:"..."` tags). The first line is the header; it is read on every
+// FromReader enumerates the rows of CSV data read from r, each decoded by
+// gocsv into a T (a struct, or a pointer to one, whose fields name their
+// columns with `csv:"..."` tags). The first line is the header; it is read on every
 // Enumerate, once, before the rows. A UTF-8 byte order mark at the start is
-// skipped. Rows are yielded with the CSVCursor just after them; a nil cursor
+// skipped. Rows are yielded with the Cursor just after them; a nil cursor
 // starts at the first row.
 //
 // When r is an io.ReadSeeker, its data is the whole of it from offset 0:
 // Enumerate seeks to 0 to read the header, then, resuming, seeks straight to
 // the cursor's offset, so resuming near the end costs about as much as
 // starting. A plain io.Reader is read from where it stands, once (a second
-// Enumerate returns ErrCSVReaderReused); resuming it discards the bytes up to
+// Enumerate returns ErrReaderReused); resuming it discards the bytes up to
 // the cursor's offset, without parsing them: that costs a read of those bytes.
 //
 // A cursor before the first row, beyond the end of the data, or whose offset
 // does not follow a line break (or the end of the data) is an error matching
-// ErrInvalidCursor. The check reads one byte; an offset inside a quoted field
-// just after one of its line breaks is not detected.
+// enumerators.ErrInvalidCursor. The check reads one byte; an offset inside a
+// quoted field just after one of its line breaks is not detected.
 //
-// A malformed row ends the enumeration with a *CSVRowError naming its line.
+// A malformed row ends the enumeration with a *RowError naming its line.
 // Decoding uses gocsv with our own encoding/csv reader, configured by cfg;
 // gocsv's process-wide settings are never changed (those that gocsv reads,
 // such as its header normalizer, apply as set by the application).
 //
-// CSV never closes r. Enumerate calls on one enumerator must not overlap, as
-// they share r. The enumerator reports Progress in bytes.
-func CSV[T any](r io.Reader, cursor *CSVCursor, cfg CSVConfig) Enumerator[T, CSVCursor] {
-	e, err := newCSVEnum[T](cursor, cfg)
+// FromReader never closes r. Enumerate calls on one enumerator must not
+// overlap, as they share r. The enumerator reports progress in bytes (see
+// enumerators.ProgressReporter).
+func FromReader[T any](r io.Reader, cursor *Cursor, cfg Config) enumerators.Enumerator[T, Cursor] {
+	e, err := newEnum[T](cursor, cfg)
 	if err != nil {
-		return invalid[T, CSVCursor](err)
+		return failing[T](err)
 	}
 	e.src = r
 	if canSeek(r) {
@@ -210,43 +218,43 @@ func CSV[T any](r io.Reader, cursor *CSVCursor, cfg CSVConfig) Enumerator[T, CSV
 	return e
 }
 
-// CSVFile enumerates the rows of the CSV file at path as CSV does. Each
-// Enumerate opens the file (with cfg.Open, os.Open by default), resumes by
-// seeking to the cursor's offset, and closes the file when it returns:
+// FromFile enumerates the rows of the CSV file at path as FromReader does.
+// Each Enumerate opens the file (with cfg.Open, os.Open by default), resumes
+// by seeking to the cursor's offset, and closes the file when it returns:
 // after the last row, an early stop, or an error. Progress reports the file
 // size as the total.
-func CSVFile[T any](path string, cursor *CSVCursor, cfg CSVConfig) Enumerator[T, CSVCursor] {
-	e, err := newCSVEnum[T](cursor, cfg)
+func FromFile[T any](path string, cursor *Cursor, cfg Config) enumerators.Enumerator[T, Cursor] {
+	e, err := newEnum[T](cursor, cfg)
 	if err != nil {
-		return invalid[T, CSVCursor](err)
+		return failing[T](err)
 	}
 	e.path = path
 	e.isFile = true
 	return e
 }
 
-func newCSVEnum[T any](cursor *CSVCursor, cfg CSVConfig) (*csvEnum[T], error) {
+func newEnum[T any](cursor *Cursor, cfg Config) (*rowsEnum[T], error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	e := &csvEnum[T]{cfg: cfg}
+	e := &rowsEnum[T]{cfg: cfg}
 	e.size.Store(-1)
 	if cursor != nil {
 		c := *cursor
 		if c.Offset < 0 || c.Line < 1 || c.Line-1 > c.Offset {
-			return nil, fmt.Errorf("%w: csv cursor %+v is not a position in any csv data", ErrInvalidCursor, c)
+			return nil, fmt.Errorf("csvrows: cursor %+v is not a position in any CSV data: %w", c, enumerators.ErrInvalidCursor)
 		}
 		e.start = &c
 	}
 	return e, nil
 }
 
-type csvEnum[T any] struct {
-	cfg    CSVConfig
-	start  *CSVCursor
-	src    io.Reader // CSV
-	path   string    // CSVFile
+type rowsEnum[T any] struct {
+	cfg    Config
+	start  *Cursor
+	src    io.Reader // FromReader
+	path   string    // FromFile
 	isFile bool
 	used   atomic.Bool  // a plain reader was consumed
 	size   atomic.Int64 // total bytes, -1 while unknown
@@ -283,7 +291,7 @@ func sizeOf(r any) int64 {
 // before the first row), Total the size of the data, or -1 when unknown (a
 // plain io.Reader; an io.ReadSeeker without a Size or Stat method until
 // Enumerate has run). It never reads the data.
-func (e *csvEnum[T]) Progress(_ context.Context, cursor *CSVCursor) (Progress, error) {
+func (e *rowsEnum[T]) Progress(_ context.Context, cursor *Cursor) (enumerators.Progress, error) {
 	var done int64
 	switch {
 	case cursor != nil:
@@ -295,17 +303,17 @@ func (e *csvEnum[T]) Progress(_ context.Context, cursor *CSVCursor) (Progress, e
 	if total < 0 && e.isFile {
 		f, err := e.cfg.Open(e.path)
 		if err != nil {
-			return Progress{}, fmt.Errorf("enumerators: csv progress: %w", err)
+			return enumerators.Progress{}, fmt.Errorf("csvrows: progress: %w", err)
 		}
 		total = sizeOf(f)
 		_ = f.Close()
 		e.size.Store(total)
 	}
-	return Progress{Done: done, Total: total, Unit: "bytes"}, nil
+	return enumerators.Progress{Done: done, Total: total, Unit: "bytes"}, nil
 }
 
 // Enumerate reads the header, moves to the cursor, and yields the rows.
-func (e *csvEnum[T]) Enumerate(ctx context.Context, yield func(T, CSVCursor) bool) error {
+func (e *rowsEnum[T]) Enumerate(ctx context.Context, yield func(T, Cursor) bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -313,7 +321,7 @@ func (e *csvEnum[T]) Enumerate(ctx context.Context, yield func(T, CSVCursor) boo
 	if e.isFile {
 		f, err := e.cfg.Open(e.path)
 		if err != nil {
-			return fmt.Errorf("enumerators: csv: %w", err)
+			return fmt.Errorf("csvrows: %w", err)
 		}
 		defer f.Close()
 		if size := sizeOf(f); size >= 0 {
@@ -326,18 +334,18 @@ func (e *csvEnum[T]) Enumerate(ctx context.Context, yield func(T, CSVCursor) boo
 		seeker = src.(io.Seeker)
 	}
 	if seeker == nil && e.used.Swap(true) {
-		return ErrCSVReaderReused
+		return ErrReaderReused
 	}
 	if seeker != nil {
 		if e.size.Load() < 0 {
 			end, err := seeker.Seek(0, io.SeekEnd)
 			if err != nil {
-				return fmt.Errorf("enumerators: csv: seek to end: %w", err)
+				return fmt.Errorf("csvrows: seek to end: %w", err)
 			}
 			e.size.Store(end)
 		}
 		if _, err := seeker.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("enumerators: csv: seek to start: %w", err)
+			return fmt.Errorf("csvrows: seek to start: %w", err)
 		}
 	}
 	return e.enumerate(ctx, src, seeker, yield)
@@ -345,7 +353,7 @@ func (e *csvEnum[T]) Enumerate(ctx context.Context, yield func(T, CSVCursor) boo
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
-func (e *csvEnum[T]) newReader(br *bufio.Reader) *csv.Reader {
+func (e *rowsEnum[T]) newReader(br *bufio.Reader) *csv.Reader {
 	// csv.NewReader keeps br itself as its buffer (br is a *bufio.Reader of
 	// at least 4096 bytes), so after a Read, br stands exactly at the end of
 	// the record: resuming a plain reader relies on that.
@@ -358,7 +366,7 @@ func (e *csvEnum[T]) newReader(br *bufio.Reader) *csv.Reader {
 	return r
 }
 
-func (e *csvEnum[T]) enumerate(ctx context.Context, src io.Reader, seeker io.Seeker, yield func(T, CSVCursor) bool) error {
+func (e *rowsEnum[T]) enumerate(ctx context.Context, src io.Reader, seeker io.Seeker, yield func(T, Cursor) bool) error {
 	br := bufio.NewReaderSize(src, e.cfg.BufferSize)
 	var bom int64
 	if b, _ := br.Peek(len(utf8BOM)); bytes.Equal(b, utf8BOM) {
@@ -371,10 +379,10 @@ func (e *csvEnum[T]) enumerate(ctx context.Context, src io.Reader, seeker io.See
 	switch {
 	case err == io.EOF:
 		if e.start != nil {
-			return fmt.Errorf("%w: csv cursor %+v, but the data has no header", ErrInvalidCursor, *e.start)
+			return fmt.Errorf("csvrows: cursor %+v, but the data has no header: %w", *e.start, enumerators.ErrInvalidCursor)
 		}
 		if e.cfg.RequireHeader {
-			return fmt.Errorf("%w: no header line", ErrCSVHeader)
+			return fmt.Errorf("%w: no header line", ErrHeader)
 		}
 		return nil
 	case err != nil:
@@ -420,19 +428,19 @@ func (e *csvEnum[T]) enumerate(ctx context.Context, src io.Reader, seeker io.See
 		if errors.As(err, &pe) && rows.pending && pe.Column >= 1 && pe.Column <= len(header) {
 			// A value of the row just handed over does not decode.
 			line, _ := rows.r.FieldPos(pe.Column - 1)
-			return &CSVRowError{Line: rows.line + int64(line), Column: header[pe.Column-1], Err: pe.Err}
+			return &RowError{Line: rows.line + int64(line), Column: header[pe.Column-1], Err: pe.Err}
 		}
-		return fmt.Errorf("enumerators: csv: %w", err)
+		return fmt.Errorf("csvrows: %w", err)
 	}
 	return nil
 }
 
 // seekCursor moves br to e.start.Offset, checking on the way that the
 // offset is a row boundary past the header and within the data.
-func (e *csvEnum[T]) seekCursor(br *bufio.Reader, src io.Reader, seeker io.Seeker, headerEnd, headerLine int64) error {
+func (e *rowsEnum[T]) seekCursor(br *bufio.Reader, src io.Reader, seeker io.Seeker, headerEnd, headerLine int64) error {
 	c := *e.start
 	bad := func(why string) error {
-		return fmt.Errorf("%w: csv cursor %+v %s", ErrInvalidCursor, c, why)
+		return fmt.Errorf("csvrows: cursor %+v %s: %w", c, why, enumerators.ErrInvalidCursor)
 	}
 	if c.Offset < headerEnd || c.Line < headerLine {
 		return bad("is inside the header")
@@ -450,21 +458,21 @@ func (e *csvEnum[T]) seekCursor(br *bufio.Reader, src io.Reader, seeker io.Seeke
 	// offset is the end of the data.
 	if seeker != nil {
 		if _, err := seeker.Seek(c.Offset-1, io.SeekStart); err != nil {
-			return fmt.Errorf("enumerators: csv: seek to cursor: %w", err)
+			return fmt.Errorf("csvrows: seek to cursor: %w", err)
 		}
 		br.Reset(src)
 	} else if _, err := br.Discard(int(c.Offset - 1 - headerEnd)); err != nil {
 		if err == io.EOF {
 			return bad("is beyond the end of the data")
 		}
-		return fmt.Errorf("enumerators: csv: skip to cursor: %w", err)
+		return fmt.Errorf("csvrows: skip to cursor: %w", err)
 	}
 	b, err := br.ReadByte()
 	if err == io.EOF {
 		return bad("is beyond the end of the data")
 	}
 	if err != nil {
-		return fmt.Errorf("enumerators: csv: read at cursor: %w", err)
+		return fmt.Errorf("csvrows: read at cursor: %w", err)
 	}
 	if b == '\n' {
 		return nil
@@ -472,7 +480,7 @@ func (e *csvEnum[T]) seekCursor(br *bufio.Reader, src io.Reader, seeker io.Seeke
 	if _, err := br.Peek(1); err == io.EOF {
 		return nil // the last row ends the data without a line break
 	} else if err != nil {
-		return fmt.Errorf("enumerators: csv: read at cursor: %w", err)
+		return fmt.Errorf("csvrows: read at cursor: %w", err)
 	}
 	return bad("is not at the start of a row")
 }
@@ -496,16 +504,16 @@ func readError(err error, lineBase int64, got, want int) error {
 		if errors.Is(cause, csv.ErrFieldCount) {
 			cause = fmt.Errorf("%w: %d fields, the header has %d", csv.ErrFieldCount, got, want)
 		}
-		return &CSVRowError{Line: lineBase + int64(pe.Line), Err: cause}
+		return &RowError{Line: lineBase + int64(pe.Line), Err: cause}
 	}
-	return fmt.Errorf("enumerators: csv: read: %w", err)
+	return fmt.Errorf("csvrows: read: %w", err)
 }
 
 // checkColumns reports the fields of T that gocsv maps but header lacks.
 func checkColumns[T any](header []string) error {
 	var names columnNames
 	if err := gocsv.MarshalCSV([]T{}, &names); err != nil {
-		return fmt.Errorf("enumerators: csv: columns of %T: %w", *new(T), err)
+		return fmt.Errorf("csvrows: columns of %T: %w", *new(T), err)
 	}
 	have := make(map[string]bool, len(header))
 	for _, h := range header {
@@ -519,7 +527,7 @@ func checkColumns[T any](header []string) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: no column for %q", ErrCSVHeader, missing)
+		return fmt.Errorf("%w: no column for %q", ErrHeader, missing)
 	}
 	return nil
 }
@@ -546,15 +554,15 @@ type csvRows[T any] struct {
 	offset int64 // bytes before the reader's start
 	line   int64 // lines before the reader's start
 
-	yield func(T, CSVCursor) bool
+	yield func(T, Cursor) bool
 	ctx   context.Context
 	done  <-chan struct{}
 	items chan T
 
 	pendingHeader bool
-	pending       bool      // a row was handed to gocsv and not yet yielded
-	cursor        CSVCursor // the cursor after the pending row
-	err           error     // ends the enumeration with this error
+	pending       bool   // a row was handed to gocsv and not yet yielded
+	cursor        Cursor // the cursor after the pending row
+	err           error  // ends the enumeration with this error
 }
 
 // GetCSVRow hands gocsv the header first, then the next row, after
@@ -572,7 +580,7 @@ func (c *csvRows[T]) GetCSVRow() ([]string, error) {
 		select {
 		case item = <-c.items:
 		default:
-			c.err = errors.New("enumerators: csv: gocsv did not decode the previous row")
+			c.err = errors.New("csvrows: gocsv did not decode the previous row")
 			return nil, io.EOF
 		}
 		if !c.yield(item, c.cursor) {
@@ -595,7 +603,7 @@ func (c *csvRows[T]) GetCSVRow() ([]string, error) {
 		c.err = readError(err, c.line, len(record), len(c.header))
 		return nil, io.EOF
 	}
-	c.cursor = CSVCursor{
+	c.cursor = Cursor{
 		Offset: c.offset + c.r.InputOffset(),
 		Line:   c.line + int64(recordEndLine(c.r, record)),
 	}
@@ -606,5 +614,10 @@ func (c *csvRows[T]) GetCSVRow() ([]string, error) {
 // GetCSVRows is part of gocsv.SimpleDecoder; gocsv's streaming decoder does
 // not call it.
 func (c *csvRows[T]) GetCSVRows() ([][]string, error) {
-	return nil, errors.New("enumerators: csv: rows are read one at a time")
+	return nil, errors.New("csvrows: rows are read one at a time")
+}
+
+// failing returns an enumerator that fails at once with err.
+func failing[T any](err error) enumerators.Enumerator[T, Cursor] {
+	return enumerators.EnumeratorFunc[T, Cursor](func(context.Context, func(T, Cursor) bool) error { return err })
 }
