@@ -89,41 +89,32 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	if it.base.Status == cursor.StatusCompleted {
 		return it.alreadyCompleted(ctx)
 	}
-	cancelled, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
+	flags, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
 	if err != nil {
 		return it.e.failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
 	}
-	if cancelled[0] || it.e.flags.Load()&flagCancel != 0 {
+	// A job cancelled before its run starts still gets its start or resume
+	// hook and OnStop(Cancelled), as in Sidekiq's IterableJob, but iterates
+	// nothing: its cursor is not even decoded, so a cursor this deploy
+	// cannot read does not keep it from being cancelled.
+	cancelled := flags[0] || it.e.flags.Load()&flagCancel != 0
+	if !cancelled {
+		start, err := cursor.Decode[C](it.base.Cursor)
+		if err != nil {
+			// The state is left as it is: nothing is lost, and a fixed
+			// deploy resumes from it.
+			return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+		}
+		it.start = start
+	}
+
+	if out, ok := it.begin(ctx, cancelled); !ok {
+		return it.end(ctx, out)
+	}
+	if cancelled {
 		return it.end(ctx, outcome{kind: outCancel})
 	}
-	start, err := cursor.Decode[C](it.base.Cursor)
-	if err != nil {
-		// The state is left as it is: nothing is lost, and a fixed deploy
-		// resumes from it.
-		return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
-	}
-	it.start = start
-
-	if !it.base.Started {
-		if it.h.starter != nil {
-			if trace, err := protect(func() error { return it.h.starter.OnStart(ctx, it.args) }); err != nil {
-				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnStart: %w", err), trace)))
-			}
-		}
-		it.base.Started = true
-		if err := it.save(ctx, cursor.StatusRunning); err != nil {
-			return it.end(ctx, it.e.failOr(ctx, it.saveFailed(err)))
-		}
-		it.r.publish(ctx, it.event(queue.EventStarted, nil))
-	} else {
-		if it.h.resumer != nil {
-			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
-				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnResume: %w", err), trace)))
-			}
-		}
-		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
-	}
-	it.hooksRan = true
+	start := it.start
 
 	var enum enumerators.Enumerator[T, C]
 	trace, err := protect(func() (err error) {
@@ -150,6 +141,41 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	}
 
 	return it.end(ctx, it.loop(ctx, enum))
+}
+
+// begin runs OnStart (first run) or OnResume (later runs) and publishes the
+// started or resumed event. If the hook fails, or the first save fails, it
+// returns how the run ends and false. A hook failing in a run of a cancelled
+// job is logged and the run ends cancelled: the job is not retried.
+func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcome, bool) {
+	hookFailed := func(hook string, err error, trace []byte) (outcome, bool) {
+		if cancelled {
+			it.log.WarnContext(ctx, "runner: "+hook+" failed in a run of a cancelled job; cancelling it anyway", slog.Any("error", err))
+			return outcome{kind: outCancel}, false
+		}
+		return it.e.failOr(ctx, failed(fmt.Errorf("%s: %w", hook, err), trace)), false
+	}
+	if !it.base.Started {
+		if it.h.starter != nil {
+			if trace, err := protect(func() error { return it.h.starter.OnStart(ctx, it.args) }); err != nil {
+				return hookFailed("OnStart", err, trace)
+			}
+		}
+		it.base.Started = true
+		if err := it.save(ctx, cursor.StatusRunning); err != nil {
+			return it.e.failOr(ctx, it.saveFailed(err)), false
+		}
+		it.r.publish(ctx, it.event(queue.EventStarted, nil))
+	} else {
+		if it.h.resumer != nil {
+			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
+				return hookFailed("OnResume", err, trace)
+			}
+		}
+		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
+	}
+	it.hooksRan = true
+	return outcome{}, true
 }
 
 // loop runs the items. Per item it costs the job's work, a cursor copy and
