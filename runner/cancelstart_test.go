@@ -81,6 +81,7 @@ func TestJobCancelledBeforeItsRunStartsStopsCancelled(t *testing.T) {
 				if tc.resumed {
 					require.JSONEq(t, "10", string(st.Cursor), "the cursor is kept as it was")
 					require.Equal(t, int64(10), st.ItemsProcessed)
+					require.Equal(t, int64(50), ev.Progress.Total, "the saved progress stands")
 				}
 
 				// Gone: not re-enqueued, not retried, not dead, not in flight,

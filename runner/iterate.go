@@ -55,6 +55,7 @@ type iteration[A, T, C any] struct {
 	items    int64        // items finished in this run
 	began    time.Time
 	pr       enumerators.ProgressReporter[C]
+	built    bool // the enumerator was built; before, progress is the saved state's
 	timer    *time.Timer
 	stop     stopCause
 	err      error // why the run stopped with stopError
@@ -128,6 +129,7 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 		return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("BuildEnumerator: %w", err), trace)))
 	}
 	it.pr, _ = enum.(enumerators.ProgressReporter[C])
+	it.built = true
 
 	it.timer = time.AfterFunc(it.r.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
 	defer it.timer.Stop()
@@ -324,13 +326,17 @@ func (it *iteration[A, T, C]) snapshot(ctx context.Context, status cursor.Status
 			st.ProgressDone, st.ProgressTotal, st.ProgressUnit = p.Done, p.Total, p.Unit
 		}
 	}
-	if st.ProgressDone < 0 || it.pr == nil {
+	// Until the enumerator is built, the progress the last checkpoint saved
+	// stands (a resumed event must not forget the total); an enumerator
+	// that reports no progress counts items, out of an unknown total.
+	noReport := it.built && it.pr == nil
+	if st.ProgressDone < 0 || noReport {
 		st.ProgressDone = st.ItemsProcessed
 		if st.ProgressUnit == "" {
 			st.ProgressUnit = "items"
 		}
 	}
-	if it.pr == nil {
+	if noReport {
 		st.ProgressTotal = -1
 	}
 	return st
