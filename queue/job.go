@@ -91,7 +91,7 @@ type Job struct {
 
 // JobError is what the queue keeps of a failed attempt.
 type JobError struct {
-	Message string    `json:"message"`
+	Message string `json:"message"`
 	// Class is the Go type of the most specific error in the chain (see
 	// ErrorClass), such as "*enumerators.CSVRowError".
 	Class   string    `json:"class"`
