@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -115,3 +116,63 @@ func (brokenEnum) BuildEnumerator(context.Context, struct{}, *int) (enumerators.
 }
 
 func (brokenEnum) EachIteration(context.Context, struct{}, int) error { return nil }
+
+// Every event of a real run, in process and as published, carries the job's
+// kind, queue, attempt and meta.
+func TestRunEventsDescribeTheJob(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r)
+		job := newRecorder()
+		job.failAt[5] = 1
+		runner.RegisterIterable(b.reg, "count", job, nil)
+		sub, err := b.client.Subscribe(ctx)
+		require.NoError(t, err)
+		defer sub.Close()
+		b.start(t, func(c *runner.Config) {
+			c.PublishEvents = true
+			c.Queues = []queue.QueueWeight{{Name: "reports", Weight: 1}}
+		})
+		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 10}, &queue.EnqueueOpts{Queue: "reports", Meta: map[string]string{"tenant": "acme"}})
+		require.NoError(t, err)
+		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+
+		want := []struct {
+			typ     queue.EventType
+			attempt int
+		}{
+			{queue.EventStarted, 1}, {queue.EventFailed, 1}, {queue.EventRetrying, 1},
+			{queue.EventResumed, 2}, {queue.EventSucceeded, 2},
+		}
+		check := func(how string, ev queue.Event, i int) {
+			t.Helper()
+			require.Equal(t, want[i].typ, ev.Type, "%s event %d", how, i)
+			require.Equal(t, res.Job.ID, ev.JobID)
+			require.Equal(t, "count", ev.Kind, "%s %s", how, ev.Type)
+			require.Equal(t, "reports", ev.Queue, "%s %s", how, ev.Type)
+			require.Equal(t, want[i].attempt, ev.Attempt, "%s %s", how, ev.Type)
+			require.Equal(t, map[string]string{"tenant": "acme"}, ev.Meta, "%s %s", how, ev.Type)
+		}
+		b.ev.mu.Lock()
+		var handled []queue.Event
+		for _, ev := range b.ev.all {
+			if ev.JobID == res.Job.ID {
+				handled = append(handled, ev)
+			}
+		}
+		b.ev.mu.Unlock()
+		require.Len(t, handled, len(want))
+		for i, ev := range handled {
+			check("handled", ev, i)
+		}
+		for i := range want {
+			select {
+			case ev := <-sub.Events():
+				check("published", ev, i)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("published event %d (%s) missing", i, want[i].typ)
+			}
+		}
+	})
+}
