@@ -33,7 +33,8 @@
 // A job may implement Starter (first run), Resumer (every later run),
 // Completer (the enumeration is exhausted) and Stopper (every run's end,
 // with a StopReason). They receive the job's arguments and a context
-// carrying Info about the run.
+// carrying Info about the run. A job cancelled before a run starts gets
+// OnStart or OnResume, then OnStop(Cancelled), and iterates nothing.
 //
 // # Steering errors
 //

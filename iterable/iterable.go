@@ -52,8 +52,9 @@ type Resumer[A any] interface {
 // Stopper is an optional hook of a Job: OnStop runs at the end of every run
 // that got past OnStart/OnResume, with the reason it ended, after the state
 // was saved and before the job is handed back to the queue, so one run's
-// OnStop never overlaps the next run's hooks. Its error is logged and
-// otherwise ignored.
+// OnStop never overlaps the next run's hooks. A run of a job cancelled before
+// it started calls OnStart or OnResume, then OnStop(Cancelled), and iterates
+// nothing. Its error is logged and otherwise ignored.
 type Stopper[A any] interface {
 	OnStop(ctx context.Context, args A, reason StopReason) error
 }
@@ -81,6 +82,8 @@ const (
 	// Failed: an item, a hook or the enumerator failed (or panicked); the job
 	// is retried from the cursor of the last item that succeeded, or dies.
 	Failed StopReason = "failed"
-	// Cancelled: the job was cancelled; it is not re-enqueued.
+	// Cancelled: the job was cancelled (before its run started, while it
+	// ran, or by a Cancel error); it is not re-enqueued and OnComplete does
+	// not fire.
 	Cancelled StopReason = "cancelled"
 )

@@ -181,47 +181,89 @@ func (c *Client) SetSize(ctx context.Context, set Set) (int64, error) {
 	return c.db.C.ZCard(ctx, c.db.Keys.Prefix()+string(set)).Result()
 }
 
-// move moves job id out of set to target, emitting ev on success.
-func (c *Client) move(ctx context.Context, set Set, id, target string, ev Event) error {
+// maxRereads bounds how often an admin call reads a job again because it
+// moved between the read and the change (each time it came back, it changed).
+const maxRereads = 10
+
+// move moves job id out of set to target, emitting an event of type t built
+// from the job (with error text errText, for a dead event).
+//
+// The event is built in Go from the job's envelope, read first, and the
+// script moves the job only if its envelope is still that one, so the event
+// published with the move describes the job as it was moved. If it is not
+// (the job ran meanwhile and came back), move reads it again.
+func (c *Client) move(ctx context.Context, set Set, id, target string, t EventType, errText string) error {
 	if !set.valid() {
 		return fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
-	ok, err := c.db.Move(ctx, c.now(), id, string(set), target, c.ev.encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge)
-	if err != nil {
-		return fmt.Errorf("queue: move %s from %s to %s: %w", id, set, target, err)
+	for range maxRereads {
+		var env string
+		if c.ev.on() {
+			var err error
+			env, err = c.db.C.HGet(ctx, c.db.Keys.Job(id), "env").Result()
+			if errors.Is(err, redis.Nil) {
+				return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+			}
+			if err != nil {
+				return fmt.Errorf("queue: move %s from %s to %s: read job: %w", id, set, target, err)
+			}
+		}
+		now := c.now()
+		ev := eventFrom(t, id, env, now)
+		ev.Error = errText
+		n, err := c.db.Move(ctx, now, id, string(set), target, c.ev.encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge, env)
+		if err != nil {
+			return fmt.Errorf("queue: move %s from %s to %s: %w", id, set, target, err)
+		}
+		switch n {
+		case rdb.MoveNotFound:
+			return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+		case rdb.MoveDone:
+			c.ev.handle(ctx, ev)
+			return nil
+		}
 	}
-	if !ok {
-		return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+	return fmt.Errorf("queue: move %s from %s to %s: the job kept changing while it was moved; try again", id, set, target)
+}
+
+// eventFrom returns an event of type t for job id, with what its envelope env
+// says of it (kind, queue, attempt, meta); only the id if it has none or
+// cannot be read.
+func eventFrom(t EventType, id, env string, at time.Time) Event {
+	if env != "" {
+		if j, err := decodeEnvelope(env); err == nil {
+			return NewEvent(t, j, at)
+		}
 	}
-	c.ev.handle(ctx, ev)
-	return nil
+	return Event{Type: t, JobID: id, At: at}
 }
 
 // RunNow moves a job from a set (scheduled, retry or dead) to the tail of its
 // queue. From the dead set this is "retry": the job keeps its attempt count;
-// raise MaxAttempts by enqueuing anew if it has none left.
+// raise MaxAttempts by enqueuing anew if it has none left. It emits an
+// enqueued event.
 func (c *Client) RunNow(ctx context.Context, set Set, id string) error {
-	return c.move(ctx, set, id, "queue", Event{Type: EventEnqueued, JobID: id, At: c.now()})
+	return c.move(ctx, set, id, "queue", EventEnqueued, "")
 }
 
-// Kill moves a job from the scheduled or retry set to the dead set.
+// Kill moves a job from the scheduled or retry set to the dead set and emits
+// a dead event.
 func (c *Client) Kill(ctx context.Context, set Set, id string) error {
 	if set == SetDead {
 		return fmt.Errorf("%w: %s is already dead", ErrInvalidSet, id)
 	}
-	return c.move(ctx, set, id, "dead", Event{Type: EventDead, JobID: id, At: c.now(), Error: "killed through the admin API"})
+	return c.move(ctx, set, id, "dead", EventDead, "killed through the admin API")
 }
 
 // Delete removes a job from a set for good and emits a deleted event.
 func (c *Client) Delete(ctx context.Context, set Set, id string) error {
-	return c.move(ctx, set, id, "delete", Event{Type: EventDeleted, JobID: id, At: c.now()})
+	return c.move(ctx, set, id, "delete", EventDeleted, "")
 }
 
 // DeleteQueued removes a waiting job from queue q (a scan of the queue, see
 // Cancel) and emits a deleted event.
 func (c *Client) DeleteQueued(ctx context.Context, q, id string) error {
-	ev := Event{Type: EventDeleted, JobID: id, Queue: q, At: c.now()}
-	ok, err := c.removeQueued(ctx, q, id, c.ev.encode(ctx, ev))
+	ev, ok, err := c.removeQueued(ctx, q, id, EventDeleted)
 	if err != nil {
 		return fmt.Errorf("queue: delete %s from %s: %w", id, q, err)
 	}

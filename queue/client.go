@@ -334,13 +334,10 @@ const CancelPendingTTL = 7 * 24 * time.Hour
 // it when it next fetches it. Finding a queued job scans its queue from the
 // tail (as Sidekiq's API does); cancel jobs in very long queues sparingly.
 func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
-	now := c.now()
-	ev := Event{Type: EventCancelled, JobID: id, At: now}
-	evJSON := c.ev.encode(ctx, ev)
-	if st, err := c.cancelOutsideQueues(ctx, ev, evJSON, false); st != "" || err != nil {
+	if st, err := c.cancelOutsideQueues(ctx, id, false); st != "" || err != nil {
 		return st, err
 	}
-	removed, err := c.removeQueued(ctx, "", id, evJSON)
+	ev, removed, err := c.removeQueued(ctx, "", id, EventCancelled)
 	if err != nil {
 		return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 	}
@@ -350,35 +347,54 @@ func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
 	}
 	// Not in a queue now: it may have moved meanwhile. Look again, and
 	// forget the cancellation only if the job is nowhere.
-	if st, err := c.cancelOutsideQueues(ctx, ev, evJSON, true); st != "" || err != nil {
+	if st, err := c.cancelOutsideQueues(ctx, id, true); st != "" || err != nil {
 		return st, err
 	}
 	return "", fmt.Errorf("%w: %s", ErrNotFound, id)
 }
 
 // cancelOutsideQueues records the cancellation and carries it out if the
-// job waits in a sorted set or runs; "" means it was found in neither.
-func (c *Client) cancelOutsideQueues(ctx context.Context, ev Event, evJSON []byte, forget bool) (State, error) {
-	st, err := c.db.Cancel(ctx, c.now(), ev.JobID, evJSON, CancelPendingTTL, forget)
-	if err != nil {
-		return "", fmt.Errorf("queue: cancel %s: %w", ev.JobID, err)
+// job waits in a sorted set or runs; "" means it was found in neither. The
+// cancelled event of a job in a set is built from its envelope, read first
+// (see move).
+func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool) (State, error) {
+	check := c.ev.on()
+	for range maxRereads {
+		var env string
+		if check {
+			var err error
+			env, err = c.db.C.HGet(ctx, c.db.Keys.Job(id), "env").Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return "", fmt.Errorf("queue: cancel %s: read job: %w", id, err)
+			}
+		}
+		now := c.now()
+		ev := eventFrom(EventCancelled, id, env, now)
+		st, err := c.db.Cancel(ctx, now, id, c.ev.encode(ctx, ev), CancelPendingTTL, forget, check, env)
+		if err != nil {
+			return "", fmt.Errorf("queue: cancel %s: %w", id, err)
+		}
+		switch State(st) {
+		case StateScheduled, StateRetry, StateDead:
+			c.ev.handle(ctx, ev)
+		}
+		if st != rdb.CancelChanged {
+			return State(st), nil
+		}
 	}
-	switch State(st) {
-	case StateScheduled, StateRetry, StateDead:
-		c.ev.handle(ctx, ev)
-	}
-	return State(st), nil
+	return "", fmt.Errorf("queue: cancel %s: the job kept changing while it was cancelled; try again", id)
 }
 
 // removeQueued removes job id from queue q (every queue when q is empty),
 // scanning from the tail so that jobs taken from the head meanwhile cannot
-// make it skip any, and emits evJSON.
-func (c *Client) removeQueued(ctx context.Context, q, id string, evJSON []byte) (bool, error) {
+// make it skip any, and emits an event of type t built from the envelope it
+// removed, which it returns.
+func (c *Client) removeQueued(ctx context.Context, q, id string, t EventType) (Event, bool, error) {
 	queues := []string{q}
 	if q == "" {
 		var err error
 		if queues, err = c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result(); err != nil {
-			return false, err
+			return Event{}, false, err
 		}
 	}
 	prefix := "1|" + id + "|"
@@ -391,15 +407,21 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, evJSON []byte) 
 		for end := int64(-1); ; end -= page {
 			envs, err := c.db.C.LRange(ctx, key, end-page+1, end).Result()
 			if err != nil {
-				return false, err
+				return Event{}, false, err
 			}
 			for i := len(envs) - 1; i >= 0; i-- {
 				if !strings.HasPrefix(envs[i], prefix) {
 					continue
 				}
-				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], evJSON, true)
+				// The script removes exactly this envelope, so the event
+				// describes the job removed.
+				ev := eventFrom(t, id, envs[i], c.now())
+				if ev.Queue == "" {
+					ev.Queue = q
+				}
+				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], c.ev.encode(ctx, ev), true)
 				if err != nil || ok {
-					return ok, err
+					return ev, ok, err
 				}
 			}
 			if len(envs) < page {
@@ -407,7 +429,7 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, evJSON []byte) 
 			}
 		}
 	}
-	return false, nil
+	return Event{}, false, nil
 }
 
 // Namespace returns the namespace the client works in.

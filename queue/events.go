@@ -34,12 +34,19 @@ const (
 )
 
 // Event is one lifecycle transition of a job, as published on the events
-// channel.
+// channel. Every event carries the job's id, kind, queue, attempt and meta,
+// those of admin calls (RunNow, Kill, Delete, DeleteQueued, Cancel) and of
+// jobs dropped at fetch because they were cancelled included; only a job
+// whose stored payload cannot be read has its id alone.
 type Event struct {
-	Type    EventType `json:"type"`
-	JobID   string    `json:"jid"`
-	Kind    string    `json:"kind,omitempty"`
-	Queue   string    `json:"queue,omitempty"`
+	Type  EventType `json:"type"`
+	JobID string    `json:"jid"`
+	Kind  string    `json:"kind,omitempty"`
+	Queue string    `json:"queue,omitempty"`
+	// Attempt is the job's attempt (1 on the first): the one that ran, for
+	// the events of a run (started to dead), or the next one, for a job
+	// waiting (enqueued by RunNow from the retry set: the attempt it will
+	// run as).
 	Attempt int       `json:"attempt,omitempty"`
 	At      time.Time `json:"at"`
 	// Error is the failure's message (failed, retrying, dead).
@@ -84,6 +91,9 @@ type emitter struct {
 	handler func(context.Context, Event)
 	log     *slog.Logger
 }
+
+// on reports whether events go anywhere: published, or handled in-process.
+func (e emitter) on() bool { return e.publish || e.handler != nil }
 
 // encode returns ev's JSON for publishing, or nil when publishing is off.
 func (e emitter) encode(ctx context.Context, ev Event) []byte {

@@ -31,5 +31,5 @@ func ExampleClient_Subscribe() {
 	}
 	// Output:
 	// enqueued true 42
-	// cancelled true
+	// cancelled true 42
 }

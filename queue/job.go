@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"time"
 
@@ -90,8 +91,10 @@ type Job struct {
 
 // JobError is what the queue keeps of a failed attempt.
 type JobError struct {
-	Message string    `json:"message"`
-	Class   string    `json:"class"` // the Go type of the error
+	Message string `json:"message"`
+	// Class is the Go type of the most specific error in the chain (see
+	// ErrorClass), such as "*enumerators.CSVRowError".
+	Class   string    `json:"class"`
 	Trace   string    `json:"trace,omitempty"`
 	At      time.Time `json:"at"`
 	Attempt int       `json:"attempt"`
@@ -100,18 +103,67 @@ type JobError struct {
 // MaxTraceBytes bounds the stack trace kept with a failed job.
 const MaxTraceBytes = 4096
 
-// NewJobError records err (and a stack trace, cut to MaxTraceBytes).
+// NewJobError records err (and a stack trace, cut to MaxTraceBytes). Its
+// class is ErrorClass(err, nil).
 func NewJobError(err error, trace []byte, attempt int, at time.Time) *JobError {
 	if len(trace) > MaxTraceBytes {
 		trace = append(trace[:MaxTraceBytes:MaxTraceBytes], "\n…"...)
 	}
 	msg := "<nil>"
-	class := "<nil>"
 	if err != nil {
 		msg = err.Error()
-		class = fmt.Sprintf("%T", err)
 	}
-	return &JobError{Message: msg, Class: class, Trace: string(trace), At: at, Attempt: attempt}
+	return &JobError{Message: msg, Class: ErrorClass(err, nil), Trace: string(trace), At: at, Attempt: attempt}
+}
+
+// The types of the standard library's pure wrappers: fmt.Errorf with one %w
+// and with several, and errors.Join.
+var stdWrappers = func() map[reflect.Type]bool {
+	e := errors.New("")
+	return map[reflect.Type]bool{
+		reflect.TypeOf(fmt.Errorf("%w", e)):      true,
+		reflect.TypeOf(fmt.Errorf("%w%w", e, e)): true,
+		reflect.TypeOf(errors.Join(e, e)):        true,
+	}
+}()
+
+// ErrorClass returns the Go type of the most specific error in err's chain,
+// as "%T" prints it ("*enumerators.CSVRowError"), or "<nil>". It follows
+// Unwrap (and the Unwrap() []error of multi-errors, depth first, first error
+// first) past pure wrappers, which add words but no type of their own: the
+// errors of fmt.Errorf and errors.Join, and those for which wrapper reports
+// true (nil: none more). The first error that is not one gives the class: a
+// plain errors.New gives "*errors.errorString". A wrapper that wraps nothing
+// is its own class.
+func ErrorClass(err error, wrapper func(error) bool) string {
+	if c := classOf(err, wrapper, 0); c != nil {
+		return fmt.Sprintf("%T", c)
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+// classOf returns the first error in err's chain that is not a pure
+// wrapper, or nil. depth bounds the walk of a cyclic or absurdly deep chain.
+func classOf(err error, wrapper func(error) bool, depth int) error {
+	if err == nil || depth > 100 {
+		return nil
+	}
+	if !stdWrappers[reflect.TypeOf(err)] && (wrapper == nil || !wrapper(err)) {
+		return err
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		if c := classOf(u.Unwrap(), wrapper, depth+1); c != nil {
+			return c
+		}
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			if c := classOf(e, wrapper, depth+1); c != nil {
+				return c
+			}
+		}
+	}
+	return nil
 }
 
 // NewID returns a random job id: 24 hex digits.

@@ -89,7 +89,12 @@ type Config struct {
 	// per kind. Every run finishes at least one item.
 	MaxRuntime time.Duration
 	// Shutdown is the controller whose state the runner follows. Default: a
-	// new controller with ShutdownTimeout. Run installs its signal handlers.
+	// new controller with ShutdownTimeout, whose shutdown the runner ends
+	// (shutdown.Controller.Finish) once it has stopped. Run installs its
+	// signal handlers. A controller given here may be shared by several
+	// runners: the runner never calls Finish on it, so its owner calls
+	// Finish once all of them have stopped, or its timeout still fires
+	// (and logs a hard stop) after they are gone.
 	Shutdown *shutdown.Controller
 	// ShutdownTimeout is the timeout of the default controller (ignored when
 	// Shutdown is set). Zero means shutdown.TimeoutDefault.

@@ -26,8 +26,11 @@
 //   - error or panic: save the cursor of the last item that succeeded,
 //     OnStop(Failed), retry after backoff; the retry resumes at the failed
 //     item. After the last attempt the job dies.
-//   - cancel (read before building the enumerator and about once a second):
-//     save, OnStop(Cancelled), gone.
+//   - cancel (read when the run starts and about once a second while it
+//     iterates): save, OnStop(Cancelled), gone; OnComplete does not fire.
+//     A job cancelled before its run starts still gets OnStart (first run)
+//     or OnResume (later runs), then OnStop(Cancelled), and iterates
+//     nothing: its enumerator is not built.
 //   - end of the enumeration: save, OnComplete, OnStop(Completed), done.
 //
 // A run whose lease was taken over (its process was presumed dead) cannot

@@ -221,6 +221,7 @@ func (r *Runner) failure(ctx context.Context, log *slog.Logger, e *execution, ou
 	}
 
 	jerr := queue.NewJobError(out.err, out.trace, j.Attempt, now)
+	jerr.Class = queue.ErrorClass(out.err, steering)
 	fev := queue.NewEvent(queue.EventFailed, j, now)
 	fev.Error, fev.Progress = jerr.Message, out.progress
 	r.publish(ctx, fev)
@@ -243,6 +244,17 @@ func (r *Runner) failure(ctx context.Context, log *slog.Logger, e *execution, ou
 	ev.Error, ev.RunAt, ev.Progress = jerr.Message, &at, out.progress
 	log.WarnContext(ctx, "runner: job failed; will retry", slog.Any("error", out.err), slog.Time("retry_at", at))
 	return func(ctx context.Context) error { return r.cons.Retry(ctx, j, at, jerr, &ev) }
+}
+
+// steering reports whether err is one of iterable's steering wrappers: they
+// decide what happens to the job and add no type of their own, so the class
+// recorded for SkipRetry(err) is err's.
+func steering(err error) bool {
+	switch err.(type) {
+	case *iterable.SkipRetryError, *iterable.CancelError:
+		return true
+	}
+	return false
 }
 
 // record runs a queue write, retrying while Redis is unreachable. After a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/iterjob/iterjob/cursor"
@@ -55,6 +56,7 @@ type iteration[A, T, C any] struct {
 	items    int64        // items finished in this run
 	began    time.Time
 	pr       enumerators.ProgressReporter[C]
+	built    bool // the enumerator was built; before, progress is the saved state's
 	timer    *time.Timer
 	stop     stopCause
 	err      error // why the run stopped with stopError
@@ -89,41 +91,32 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	if it.base.Status == cursor.StatusCompleted {
 		return it.alreadyCompleted(ctx)
 	}
-	cancelled, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
+	flags, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
 	if err != nil {
 		return it.e.failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
 	}
-	if cancelled[0] || it.e.flags.Load()&flagCancel != 0 {
+	// A job cancelled before its run starts still gets its start or resume
+	// hook and OnStop(Cancelled), as in Sidekiq's IterableJob, but iterates
+	// nothing: its cursor is not even decoded, so a cursor this deploy
+	// cannot read does not keep it from being cancelled.
+	cancelled := flags[0] || it.e.flags.Load()&flagCancel != 0
+	if !cancelled {
+		start, err := cursor.Decode[C](it.base.Cursor)
+		if err != nil {
+			// The state is left as it is: nothing is lost, and a fixed
+			// deploy resumes from it.
+			return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+		}
+		it.start = start
+	}
+
+	if out, ok := it.begin(ctx, cancelled); !ok {
+		return it.end(ctx, out)
+	}
+	if cancelled {
 		return it.end(ctx, outcome{kind: outCancel})
 	}
-	start, err := cursor.Decode[C](it.base.Cursor)
-	if err != nil {
-		// The state is left as it is: nothing is lost, and a fixed deploy
-		// resumes from it.
-		return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
-	}
-	it.start = start
-
-	if !it.base.Started {
-		if it.h.starter != nil {
-			if trace, err := protect(func() error { return it.h.starter.OnStart(ctx, it.args) }); err != nil {
-				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnStart: %w", err), trace)))
-			}
-		}
-		it.base.Started = true
-		if err := it.save(ctx, cursor.StatusRunning); err != nil {
-			return it.end(ctx, it.e.failOr(ctx, it.saveFailed(err)))
-		}
-		it.r.publish(ctx, it.event(queue.EventStarted, nil))
-	} else {
-		if it.h.resumer != nil {
-			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
-				return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("OnResume: %w", err), trace)))
-			}
-		}
-		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
-	}
-	it.hooksRan = true
+	start := it.start
 
 	var enum enumerators.Enumerator[T, C]
 	trace, err := protect(func() (err error) {
@@ -137,6 +130,7 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 		return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("BuildEnumerator: %w", err), trace)))
 	}
 	it.pr, _ = enum.(enumerators.ProgressReporter[C])
+	it.built = true
 
 	it.timer = time.AfterFunc(it.r.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
 	defer it.timer.Stop()
@@ -150,6 +144,41 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	}
 
 	return it.end(ctx, it.loop(ctx, enum))
+}
+
+// begin runs OnStart (first run) or OnResume (later runs) and publishes the
+// started or resumed event. If the hook fails, or the first save fails, it
+// returns how the run ends and false. A hook failing in a run of a cancelled
+// job is logged and the run ends cancelled: the job is not retried.
+func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcome, bool) {
+	hookFailed := func(hook string, err error, trace []byte) (outcome, bool) {
+		if cancelled {
+			it.log.WarnContext(ctx, "runner: "+hook+" failed in a run of a cancelled job; cancelling it anyway", slog.Any("error", err))
+			return outcome{kind: outCancel}, false
+		}
+		return it.e.failOr(ctx, failed(fmt.Errorf("%s: %w", hook, err), trace)), false
+	}
+	if !it.base.Started {
+		if it.h.starter != nil {
+			if trace, err := protect(func() error { return it.h.starter.OnStart(ctx, it.args) }); err != nil {
+				return hookFailed("OnStart", err, trace)
+			}
+		}
+		it.base.Started = true
+		if err := it.save(ctx, cursor.StatusRunning); err != nil {
+			return it.e.failOr(ctx, it.saveFailed(err)), false
+		}
+		it.r.publish(ctx, it.event(queue.EventStarted, nil))
+	} else {
+		if it.h.resumer != nil {
+			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
+				return hookFailed("OnResume", err, trace)
+			}
+		}
+		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
+	}
+	it.hooksRan = true
+	return outcome{}, true
 }
 
 // loop runs the items. Per item it costs the job's work, a cursor copy and
@@ -194,7 +223,7 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 	case errors.As(enumErr, &th):
 		return outcome{kind: outSchedule, after: th.RetryAfter}
 	case enumErr != nil:
-		return e.failOr(ctx, failed(fmt.Errorf("enumerator: %w", enumErr), nil))
+		return e.failOr(ctx, failed(enumeratorError(enumErr), nil))
 	}
 	if it.stop == stopLost {
 		return outcome{kind: outLost}
@@ -214,6 +243,16 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 		return o
 	}
 	return outcome{kind: outAck}
+}
+
+// enumeratorError says that err came from the enumerator, unless its
+// message already does: the built-in enumerators' errors start with
+// "enumerators: ", which "enumerator: " would only stutter.
+func enumeratorError(err error) error {
+	if strings.HasPrefix(err.Error(), "enumerators: ") {
+		return err
+	}
+	return fmt.Errorf("enumerator: %w", err)
 }
 
 // attend handles a raised flag or a shutdown after an item. It returns false
@@ -298,13 +337,17 @@ func (it *iteration[A, T, C]) snapshot(ctx context.Context, status cursor.Status
 			st.ProgressDone, st.ProgressTotal, st.ProgressUnit = p.Done, p.Total, p.Unit
 		}
 	}
-	if st.ProgressDone < 0 || it.pr == nil {
+	// Until the enumerator is built, the progress the last checkpoint saved
+	// stands (a resumed event must not forget the total); an enumerator
+	// that reports no progress counts items, out of an unknown total.
+	noReport := it.built && it.pr == nil
+	if st.ProgressDone < 0 || noReport {
 		st.ProgressDone = st.ItemsProcessed
 		if st.ProgressUnit == "" {
 			st.ProgressUnit = "items"
 		}
 	}
-	if it.pr == nil {
+	if noReport {
 		st.ProgressTotal = -1
 	}
 	return st

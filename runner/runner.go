@@ -31,6 +31,7 @@ type Runner struct {
 	cfg      Config
 	log      *slog.Logger
 	sd       *shutdown.Controller
+	ownSD    bool // sd was created by New: the runner finishes its shutdown
 	cons     *queue.Consumer
 	store    cursor.Store
 	eventsOn bool
@@ -104,6 +105,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		sd:       sd,
+		ownSD:    cfg.Shutdown == nil,
 		cons:     cons,
 		store:    store,
 		eventsOn: cfg.PublishEvents || cfg.OnEvent != nil,
@@ -180,6 +182,12 @@ func (r *Runner) Quiet() { r.sd.Quiet() }
 // controller's timeout passes or ctx ends first, it hard-stops: job contexts
 // are cancelled and unfinished jobs go back to their queues (iterable ones
 // resume from their last checkpoint). Stop returns once all is recorded.
+//
+// A runner that created its own controller (no Config.Shutdown) then ends
+// its shutdown (shutdown.Controller.Finish): the timeout no longer runs, so
+// no hard stop is logged after the runner has stopped. A controller given in
+// Config.Shutdown is left as it is: its owner calls Finish once everything
+// following it has stopped.
 func (r *Runner) Stop(ctx context.Context) error {
 	if !r.started.Load() {
 		return ErrNotStarted
@@ -219,13 +227,19 @@ func (r *Runner) stop(ctx context.Context) error {
 	if err := r.cons.Stop(stopCtx); err != nil {
 		errs = append(errs, err)
 	}
+	if r.ownSD {
+		// Nothing is left to hard-stop: a deadline passing now would only
+		// log a false hard stop while other runners own the jobs.
+		r.sd.Finish()
+	}
 	r.log.InfoContext(ctx, "runner: stopped", slog.String("process", r.ProcessID()))
 	return errors.Join(errs...)
 }
 
 // Run starts the runner with signal handling (SIGTSTP quiet, SIGTERM/SIGINT
 // stop, a second one hard stop, SIGTTIN goroutine dump) and blocks until it
-// has stopped. Cancelling ctx stops it too.
+// has stopped. Cancelling ctx stops it too. As with Stop, the runner's own
+// controller's timeout ends when Run returns.
 func (r *Runner) Run(ctx context.Context) error {
 	unhandle := r.sd.HandleSignals(ctx)
 	defer unhandle()

@@ -325,6 +325,11 @@ func interruptCase(t *testing.T, r testutil.Redis, interrupt func(*runner.Runner
 	stopRunner(t, first)
 
 	b.start(t, nil)
+	resumed := b.ev.wait(t, res.Job.ID, queue.EventResumed)
+	require.NotNil(t, resumed.Progress)
+	require.Equal(t, int64(21), resumed.Progress.Done, "the resumed event reports the saved progress")
+	require.Equal(t, int64(100), resumed.Progress.Total, "the last checkpoint knew the total")
+	require.InDelta(t, 0.21, resumed.Progress.Fraction, 1e-9)
 	b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
 	job.requireEachOnce(t, 100)
 	require.Equal(t, []string{

@@ -75,6 +75,16 @@
 // itself; HardStop before that stops the timer. Stop is idempotent: only a
 // second SIGTERM or SIGINT escalates, and code escalates by calling HardStop.
 //
+// # Ending the shutdown
+//
+// Once everything that follows the controller has stopped, call
+// [Controller.Finish]: it stops the timer without moving to HardStop, so a
+// deadline that passes after the work is gone logs no false "hard stop".
+// [Controller.Deadline] says whether a deadline is pending. The rule for a
+// controller shared by several runners: only its owner calls Finish, after
+// all of them have stopped; a runner finishes only the controller it created
+// itself.
+//
 // # Causes
 //
 // The contexts end with a cause that says why: [ErrQuiet], [ErrStopping] or

@@ -1,7 +1,9 @@
 package shutdown
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -116,4 +118,76 @@ func TestContextsAreForgottenWhenDone(t *testing.T) {
 	_, cancelLate := c.WorkContext(context.Background())
 	defer cancelLate()
 	require.Equal(t, 0, waiters(), "a context created cancelled is not held")
+}
+
+func TestFinishStopsTheDeadlineWithoutHardStop(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	c, err := New(Config{Timeout: time.Minute, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	ft := &fakeTimers{}
+	c.afterFunc = ft.afterFunc
+	workCtx, cancel := c.WorkContext(context.Background())
+	defer cancel()
+
+	before := time.Now()
+	c.Stop()
+	at, pending := c.Deadline()
+	require.True(t, pending)
+	require.WithinRange(t, at, before.Add(time.Minute), time.Now().Add(time.Minute))
+
+	c.Finish()
+	require.Len(t, ft.timers, 1)
+	require.True(t, ft.timers[0].stopped, "Finish stops the shutdown timer")
+	_, pending = c.Deadline()
+	require.False(t, pending)
+	require.Equal(t, Stopping, c.State(), "Finish does not move the state")
+	require.NoError(t, workCtx.Err())
+
+	// A timer that fired just as Finish stopped it changes nothing.
+	ft.timers[0].f()
+	require.Equal(t, Stopping, c.State())
+	require.False(t, isClosed(c.Reached(HardStop)))
+	require.NoError(t, workCtx.Err())
+	require.NotContains(t, logs.String(), "hard stop")
+
+	c.Finish() // idempotent
+	c.Stop()
+	require.Len(t, ft.timers, 1, "no new timer")
+
+	// An explicit hard stop still works.
+	require.True(t, c.HardStop())
+	require.Error(t, workCtx.Err())
+	require.Contains(t, logs.String(), "shutdown: hard stop")
+}
+
+func TestFinishBeforeStopMeansNoDeadline(t *testing.T) {
+	t.Parallel()
+	c, ft := newFake(t, time.Minute)
+	c.Finish()
+	require.True(t, c.Stop())
+	require.Empty(t, ft.timers, "Stop after Finish starts no timer")
+	_, pending := c.Deadline()
+	require.False(t, pending)
+}
+
+func TestDeadlineIsNotPendingAfterHardStop(t *testing.T) {
+	t.Parallel()
+	c, ft := newFake(t, time.Minute)
+	_, pending := c.Deadline()
+	require.False(t, pending, "no deadline while running")
+	c.Stop()
+	ft.timers[0].f()
+	require.Equal(t, HardStop, c.State())
+	_, pending = c.Deadline()
+	require.False(t, pending)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

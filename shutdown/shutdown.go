@@ -117,11 +117,13 @@ type Controller struct {
 	mu sync.Mutex
 	// reached[s] is closed when the state reaches s; crossed[s] is the cause
 	// of the transition that did it. Index 0 (Running) is unused.
-	reached  [HardStop + 1]chan struct{}
-	crossed  [HardStop + 1]error
-	waiters  map[*waiter]struct{} // contexts to cancel at a later state
-	deadline stopper              // the Stopping → HardStop timer, while it runs
-	signals  bool                 // a HandleSignals handler is installed
+	reached    [HardStop + 1]chan struct{}
+	crossed    [HardStop + 1]error
+	waiters    map[*waiter]struct{} // contexts to cancel at a later state
+	deadline   stopper              // the Stopping → HardStop timer, while it runs
+	deadlineAt time.Time            // when deadline fires
+	finished   bool                 // Finish was called: no deadline any more
+	signals    bool                 // a HandleSignals handler is installed
 }
 
 // stopper is the part of *time.Timer the controller uses.
@@ -172,8 +174,8 @@ func (c *Controller) Quiet() bool {
 // the shutdown timer: unless HardStop is reached first, the controller moves
 // to HardStop when Timeout has passed. Stop is idempotent: calling it again
 // while Stopping neither escalates nor restarts the timer (only a second
-// SIGTERM or SIGINT escalates; call HardStop to escalate by hand). It
-// reports whether the state changed.
+// SIGTERM or SIGINT escalates; call HardStop to escalate by hand). After
+// Finish, it starts no timer. It reports whether the state changed.
 func (c *Controller) Stop() bool {
 	return c.advance(context.Background(), Stopping, reason{by: byCall})
 }
@@ -183,6 +185,43 @@ func (c *Controller) Stop() bool {
 // whether the state changed.
 func (c *Controller) HardStop() bool {
 	return c.advance(context.Background(), HardStop, reason{by: byCall})
+}
+
+// Finish ends the shutdown: everything that follows the controller has
+// stopped, so the shutdown timer has nothing left to hard-stop. It stops the
+// timer without moving to HardStop (the state, channels and contexts stay as
+// they are, and nothing is logged), and no later Stop or signal starts a new
+// one. HardStop, by call or by a second SIGTERM or SIGINT, still works.
+// Finish is idempotent and may be called in any state.
+//
+// Call Finish only once nothing that relies on the deadline is still
+// stopping. When several runners (or other components) share one
+// controller, its owner calls Finish after all of them have stopped: one
+// runner that has finished must not cancel the deadline of another still
+// stopping. A runner calls Finish on the controller it created itself (no
+// runner.Config.Shutdown) when it has stopped, and never on one it was
+// given.
+func (c *Controller) Finish() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.finished = true
+	c.stopDeadlineLocked()
+}
+
+// Deadline returns when the controller will move to HardStop by itself, and
+// whether that is pending: from Stop (or the first SIGTERM or SIGINT) until
+// the deadline passes, HardStop is reached, or Finish is called.
+func (c *Controller) Deadline() (at time.Time, pending bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadlineAt, c.deadline != nil
+}
+
+func (c *Controller) stopDeadlineLocked() {
+	if c.deadline != nil {
+		c.deadline.Stop()
+		c.deadline, c.deadlineAt = nil, time.Time{}
+	}
 }
 
 // Reached returns a channel that is closed once the state is s or later:
@@ -312,16 +351,21 @@ func (c *Controller) advanceLocked(ctx context.Context, to State, r reason) bool
 	case Quiet:
 		c.logger.InfoContext(ctx, "shutdown: quiet", attrs...)
 	case Stopping:
-		logCtx := context.WithoutCancel(ctx)
-		c.deadline = c.afterFunc(c.timeout, func() {
-			c.advance(logCtx, HardStop, reason{by: byDeadline})
-		})
+		if !c.finished {
+			logCtx := context.WithoutCancel(ctx)
+			c.deadlineAt = time.Now().Add(c.timeout)
+			c.deadline = c.afterFunc(c.timeout, func() {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				// A timer that fired as Finish stopped it does nothing.
+				if !c.finished {
+					c.advanceLocked(logCtx, HardStop, reason{by: byDeadline})
+				}
+			})
+		}
 		c.logger.InfoContext(ctx, "shutdown: stopping", append(attrs, slog.Duration("timeout", c.timeout))...)
 	case HardStop:
-		if c.deadline != nil {
-			c.deadline.Stop()
-			c.deadline = nil
-		}
+		c.stopDeadlineLocked()
 		if r.by == byDeadline {
 			attrs = append(attrs, slog.Duration("timeout", c.timeout))
 		}

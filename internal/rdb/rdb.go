@@ -218,17 +218,26 @@ func (db *DB) Reap(ctx context.Context, cutoff time.Time, self string) (recovere
 	return int(toInt(res[0])), procs, nil
 }
 
+// CancelChanged is what Cancel returns when the job waits in a set with
+// another envelope than the one its event was built from.
+const CancelChanged = "changed"
+
 // Cancel records the cancellation of jid and removes it from the
 // scheduled, retry or dead set, or finds it running. It returns the set, or
-// "running", or "" (not found outside the queues). forget drops the pending
-// cancellation when the job is not found.
-func (db *DB) Cancel(ctx context.Context, now time.Time, jid string, event []byte, keep time.Duration, forget bool) (string, error) {
-	f := "0"
-	if forget {
-		f = "1"
-	}
+// "running", or "" (not found outside the queues), or CancelChanged. forget
+// drops the pending cancellation when the job is not found. With check, a
+// job found in a set is removed only if its envelope is env ("" = it has
+// none), the one event was built from.
+func (db *DB) Cancel(ctx context.Context, now time.Time, jid string, event []byte, keep time.Duration, forget, check bool, env string) (string, error) {
 	return cancelScript.Run(ctx, db.C, []string{db.Keys.Job(jid), db.Keys.Procs()},
-		db.Keys.Prefix(), jid, event, Ms(now), keep.Milliseconds(), Token(), f).Text()
+		db.Keys.Prefix(), jid, event, Ms(now), keep.Milliseconds(), Token(), flag(forget), flag(check), env).Text()
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // RemoveQueued removes envelope env of job jid from queue q.
@@ -241,12 +250,18 @@ func (db *DB) RemoveQueued(ctx context.Context, q, jid, env string, event []byte
 	return n == 1, err
 }
 
+// Move outcomes.
+const (
+	MoveNotFound = 0  // the job is not in the set
+	MoveDone     = 1  // moved
+	MoveChanged  = -1 // its envelope is not the one given: read it again
+)
+
 // Move moves a job waiting in sorted set from to target "queue", "dead" or
-// "delete".
-func (db *DB) Move(ctx context.Context, now time.Time, jid, from, to string, event []byte, deadMax int, deadMaxAge time.Duration) (bool, error) {
-	n, err := moveScript.Run(ctx, db.C, []string{db.Keys.Job(jid)}, db.Keys.Prefix(), jid, from, to,
-		Ms(now), event, deadMax, deadMaxAge.Milliseconds(), Token()).Int()
-	return n == 1, err
+// "delete", if its envelope is env (any envelope when env is "").
+func (db *DB) Move(ctx context.Context, now time.Time, jid, from, to string, event []byte, deadMax int, deadMaxAge time.Duration, env string) (int, error) {
+	return moveScript.Run(ctx, db.C, []string{db.Keys.Job(jid)}, db.Keys.Prefix(), jid, from, to,
+		Ms(now), event, deadMax, deadMaxAge.Milliseconds(), Token(), env).Int()
 }
 
 // PauseQueue stops workers fetching from q.

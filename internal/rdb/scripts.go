@@ -75,6 +75,22 @@ local function remember(p, tok, out)
   if tok ~= '' then redis.call('SET', p .. 'call:' .. tok, cjson.encode(out), 'PX', 60000) end
   return out
 end
+-- cancelled_event is the event of a job dropped because it was cancelled:
+-- its id, kind, queue, attempt and meta, read from its envelope.
+local function cancelled_event(jid, env, at)
+  local kind, q, attempt, mlen, rest = string.match(env,
+    '^1|[^|]*|([^|]*)|([^|]*)|(%d+)|[^|]*|[^|]*|[^|]*|[^|]*|(%d+)|[^|]*|()')
+  local ev = {type = 'cancelled', jid = jid, at = at}
+  if kind then
+    ev.kind, ev.queue, ev.attempt = kind, q, math.max(tonumber(attempt), 1)
+    local n = tonumber(mlen)
+    if n > 0 then
+      local ok, meta = pcall(cjson.decode, string.sub(env, rest, rest + n - 1))
+      if ok and type(meta) == 'table' then ev.meta = meta end
+    end
+  end
+  return cjson.encode(ev)
+end
 local function bump_stat(p, name, day, n)
   redis.call('INCRBY', p .. 'stat:' .. name, n)
   local dk = p .. 'stat:' .. name .. ':' .. day
@@ -174,7 +190,7 @@ for i = 6, #ARGV do
         if checkCancels and jid and redis.call('ZREM', p .. 'cancels', jid) == 1 then
           release_unique(p, jid, env)
           if ARGV[5] == '1' then
-            publish(p, '{"type":"cancelled","jid":"' .. jid .. '","queue":"' .. q .. '","at":"' .. ARGV[4] .. '"}')
+            publish(p, cancelled_event(jid, env, ARGV[4]))
           end
         else
           got[#got+1] = {jid, env}
@@ -444,11 +460,14 @@ return n
 // KEYS[1] job hash, KEYS[2] procs set
 // ARGV[1] prefix, ARGV[2] jid, ARGV[3] event JSON, ARGV[4] now (ms),
 // ARGV[5] how long a pending cancellation is kept (ms), ARGV[6] call token,
-// ARGV[7] '1' to forget the cancellation if the job is not found
+// ARGV[7] '1' to forget the cancellation if the job is not found,
+// ARGV[8] '1' to check ARGV[9], the envelope the event was built from (empty:
+// none): a job found in a set with another envelope is left there
 //
 // Returns the state the job was in: 'scheduled', 'retry', 'dead' (removed),
-// 'running' (in some process's in-flight hash: its runner stops it), or ”
-// (not found here: it may be queued).
+// 'running' (in some process's in-flight hash: its runner stops it), ”
+// (not found here: it may be queued), or 'changed' (in a set, but its
+// envelope is not ARGV[9]: read it again and build the event anew).
 var cancelScript = redis.NewScript(luaLib + `
 local p, jid = ARGV[1], ARGV[2]
 local prior = replay(p, ARGV[6])
@@ -457,8 +476,10 @@ local ck = p .. 'cancels'
 redis.call('ZREMRANGEBYSCORE', ck, '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
 redis.call('ZADD', ck, ARGV[4], jid)
 for _, set in ipairs({'scheduled', 'retry', 'dead'}) do
-  if redis.call('ZREM', p .. set, jid) == 1 then
+  if redis.call('ZSCORE', p .. set, jid) then
     local env = redis.call('HGET', KEYS[1], 'env')
+    if ARGV[8] == '1' and (env or '') ~= ARGV[9] then return 'changed' end
+    redis.call('ZREM', p .. set, jid)
     if env then release_unique(p, jid, env) end
     redis.call('DEL', KEYS[1])
     redis.call('ZREM', ck, jid)
@@ -493,20 +514,27 @@ return 1
 
 // moveScript is the admin API's move of a job waiting in a sorted set
 // (scheduled, retry or dead) to its queue's tail ('queue'), the dead set
-// ('dead') or nowhere ('delete').
+// ('dead') or nowhere ('delete'). The caller built the event from the
+// envelope it read; if the envelope is no longer that one (the job moved
+// and came back, an attempt later), nothing is done, so the caller reads it
+// again rather than publish a stale event.
 //
 // KEYS[1] job hash
 // ARGV[1] prefix, ARGV[2] jid, ARGV[3] set it waits in, ARGV[4] target,
 // ARGV[5] now (ms), ARGV[6] event JSON, ARGV[7] dead max jobs, ARGV[8] dead
-// max age (ms), ARGV[9] call token
+// max age (ms), ARGV[9] call token, ARGV[10] the envelope the event was
+// built from (empty: do not check)
 //
-// Returns 1, or 0 when the job is not in that set.
+// Returns 1, 0 when the job is not in that set, or -1 when its envelope is
+// not ARGV[10].
 var moveScript = redis.NewScript(luaLib + `
 local p, jid, jk, from, to = ARGV[1], ARGV[2], KEYS[1], ARGV[3], ARGV[4]
 local prior = replay(p, ARGV[9])
 if prior then return prior end
 local env = redis.call('HGET', jk, 'env')
-if not env or redis.call('ZREM', p .. from, jid) == 0 then return remember(p, ARGV[9], 0) end
+if not env then return remember(p, ARGV[9], 0) end
+if ARGV[10] ~= '' and env ~= ARGV[10] then return -1 end
+if redis.call('ZREM', p .. from, jid) == 0 then return remember(p, ARGV[9], 0) end
 local now = tonumber(ARGV[5])
 local q = env_queue(env)
 if to == 'queue' and q then
