@@ -93,7 +93,7 @@ type Job struct {
 type JobError struct {
 	Message string `json:"message"`
 	// Class is the Go type of the most specific error in the chain (see
-	// ErrorClass), such as "*enumerators.CSVRowError".
+	// ErrorClass), such as "*csvrows.RowError".
 	Class   string    `json:"class"`
 	Trace   string    `json:"trace,omitempty"`
 	At      time.Time `json:"at"`
@@ -128,7 +128,7 @@ var stdWrappers = func() map[reflect.Type]bool {
 }()
 
 // ErrorClass returns the Go type of the most specific error in err's chain,
-// as "%T" prints it ("*enumerators.CSVRowError"), or "<nil>". It follows
+// as "%T" prints it ("*csvrows.RowError"), or "<nil>". It follows
 // Unwrap (and the Unwrap() []error of multi-errors, depth first, first error
 // first) past pure wrappers, which add words but no type of their own: the
 // errors of fmt.Errorf and errors.Join, and those for which wrapper reports

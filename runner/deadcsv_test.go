@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/csvrows"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/queue"
@@ -30,8 +31,8 @@ type csvRow struct {
 
 const malformedCSV = "id,name\n1,a\n2,b\nthree,c\n4,d\n"
 
-func (j *csvImport) BuildEnumerator(_ context.Context, _ struct{}, c *enumerators.CSVCursor) (enumerators.Enumerator[csvRow, enumerators.CSVCursor], error) {
-	return enumerators.CSV[csvRow](strings.NewReader(malformedCSV), c, enumerators.CSVConfig{}), nil
+func (j *csvImport) BuildEnumerator(_ context.Context, _ struct{}, c *csvrows.Cursor) (enumerators.Enumerator[csvRow, csvrows.Cursor], error) {
+	return csvrows.FromReader[csvRow](strings.NewReader(malformedCSV), c, csvrows.Config{}), nil
 }
 
 func (j *csvImport) EachIteration(_ context.Context, _ struct{}, r csvRow) error {
@@ -43,7 +44,7 @@ func (j *csvImport) EachIteration(_ context.Context, _ struct{}, r csvRow) error
 
 // A CSV job that meets a malformed row dies with the row's error: its class
 // is the CSV error's type, not the wrapper's, and its message names the line
-// without stuttering "enumerator: enumerators:".
+// without a stuttering prefix.
 func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -53,14 +54,14 @@ func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 		msg  string
 	}{
 		{"max attempts 1", &queue.EnqueueOpts{MaxAttempts: 1}, nil,
-			`enumerators: csv line 4: column "id": strconv.ParseInt: parsing "three": invalid syntax`},
+			`csvrows: line 4: column "id": strconv.ParseInt: parsing "three": invalid syntax`},
 		{"skip retry", nil, []runner.Middleware{func(ctx context.Context, _ *queue.Job, next func(context.Context) error) error {
 			err := next(ctx)
-			if errors.Is(err, enumerators.ErrCSVRow) {
+			if errors.Is(err, csvrows.ErrRow) {
 				return iterable.SkipRetry(err)
 			}
 			return err
-		}}, `iterable: skip retries: enumerators: csv line 4: column "id": strconv.ParseInt: parsing "three": invalid syntax`},
+		}}, `iterable: skip retries: csvrows: line 4: column "id": strconv.ParseInt: parsing "three": invalid syntax`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -79,9 +80,9 @@ func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 				dead, err := b.client.SetJobs(t.Context(), queue.SetDead, 0, 10)
 				require.NoError(t, err)
 				require.Len(t, dead, 1)
-				require.Equal(t, "*enumerators.CSVRowError", dead[0].LastError.Class)
+				require.Equal(t, "*csvrows.RowError", dead[0].LastError.Class)
 				require.Equal(t, tc.msg, dead[0].LastError.Message)
-				require.NotContains(t, dead[0].LastError.Message, "enumerator: enumerators:")
+				require.NotContains(t, dead[0].LastError.Message, "enumerator:")
 				job.mu.Lock()
 				require.Equal(t, []int{1, 2}, job.rows, "the rows before the malformed one were done")
 				job.mu.Unlock()
@@ -90,9 +91,8 @@ func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 	}
 }
 
-// An error of an enumerator outside package enumerators says where it came
-// from.
-func TestOtherEnumeratorErrorsSayTheyComeFromTheEnumerator(t *testing.T) {
+// An enumerator's own error is recorded as it is: its message and its type.
+func TestEnumeratorErrorIsRecordedAsItIs(t *testing.T) {
 	t.Parallel()
 	r := testutil.Miniredis(t)
 	b := setup(t, r)
@@ -101,7 +101,7 @@ func TestOtherEnumeratorErrorsSayTheyComeFromTheEnumerator(t *testing.T) {
 	res, err := b.client.Enqueue(t.Context(), "broken", struct{}{}, nil)
 	require.NoError(t, err)
 	ev := b.ev.wait(t, res.Job.ID, queue.EventDead)
-	require.Equal(t, "enumerator: source unavailable", ev.Error)
+	require.Equal(t, "source unavailable", ev.Error)
 	dead, err := b.client.SetJobs(t.Context(), queue.SetDead, 0, 1)
 	require.NoError(t, err)
 	require.Equal(t, "*errors.errorString", dead[0].LastError.Class)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/iterjob/iterjob/cursor"
@@ -223,7 +222,7 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 	case errors.As(enumErr, &th):
 		return outcome{kind: outSchedule, after: th.RetryAfter}
 	case enumErr != nil:
-		return e.failOr(ctx, failed(enumeratorError(enumErr), nil))
+		return e.failOr(ctx, failed(enumErr, nil))
 	}
 	if it.stop == stopLost {
 		return outcome{kind: outLost}
@@ -243,16 +242,6 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 		return o
 	}
 	return outcome{kind: outAck}
-}
-
-// enumeratorError says that err came from the enumerator, unless its
-// message already does: the built-in enumerators' errors start with
-// "enumerators: ", which "enumerator: " would only stutter.
-func enumeratorError(err error) error {
-	if strings.HasPrefix(err.Error(), "enumerators: ") {
-		return err
-	}
-	return fmt.Errorf("enumerator: %w", err)
 }
 
 // attend handles a raised flag or a shutdown after an item. It returns false
