@@ -69,6 +69,22 @@ func storeContract(t *testing.T, s cursor.Store) {
 	// Save never claims: a run that did not Begin cannot write.
 	require.ErrorIs(t, s.Save(ctx, "job2", 1, st), cursor.ErrStaleRun)
 
+	// Leases are microsecond clock readings, about 1.8e15: runs one apart
+	// are told apart exactly (Lua prints such numbers with "%.14g").
+	const big = int64(1_795_842_162_744_872)
+	_, err = s.Begin(ctx, "job3", big)
+	require.NoError(t, err)
+	_, err = s.Begin(ctx, "job3", big+1)
+	require.NoError(t, err)
+	_, err = s.Begin(ctx, "job3", big+1)
+	require.ErrorIs(t, err, cursor.ErrStaleRun)
+	require.ErrorIs(t, s.Save(ctx, "job3", big, st), cursor.ErrStaleRun)
+	require.NoError(t, s.Save(ctx, "job3", big+1, st))
+	got, err = s.Load(ctx, "job3")
+	require.NoError(t, err)
+	require.Equal(t, big+1, got.Run)
+	require.NoError(t, s.Delete(ctx, "job3"))
+
 	require.NoError(t, s.Delete(ctx, "job1"))
 	_, err = s.Load(ctx, "job1")
 	require.ErrorIs(t, err, cursor.ErrNotFound)

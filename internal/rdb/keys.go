@@ -14,7 +14,7 @@
 //	p idle:<queue>       flag: a worker found <queue> empty and waits for a notification
 //	p notify             pub/sub channel: a queue got work (message = queue name)
 //	p events             pub/sub channel: lifecycle events as JSON
-//	p leases             counter: the last lease number handed out
+//	p leases             the last lease number handed out (a hybrid clock: see fetchScript)
 //	p inflight:<id>      hash: job id -> "<lease>|<envelope>" for each job a process holds
 //	p started:<id>       hash: job id -> lease, for the recovered jobs a process started
 //	p scheduled          sorted set: ids of jobs due later, score = due time in ms

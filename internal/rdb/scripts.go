@@ -5,7 +5,8 @@ import "github.com/redis/go-redis/v9"
 // How a job moves. A job travels as one envelope string (see Envelope):
 // queue lists hold envelopes; fetching pops them and records each in the
 // fetching process's in-flight hash as "<lease>|<envelope>", with a lease
-// number drawn from one counter, so leases grow with every run of a job.
+// number from a hybrid clock (see fetchScript), so leases grow with every run
+// of a job, even across a Redis that lost recent writes.
 // Every way out of the in-flight hash (ack, requeue, schedule, retry, dead,
 // cancel, release) checks that entry's lease: only the run holding the job's
 // current lease may finish it. A process presumed dead loses its whole
@@ -141,7 +142,20 @@ return remember(p, ARGV[3], out)
 `)
 
 // fetchScript moves up to n jobs from the given queues, in order, into the
-// process's in-flight hash, each with a new lease. When it finds nothing it
+// process's in-flight hash, each with a new lease.
+//
+// Leases are a hybrid clock: the next lease is the greater of the last one
+// handed out plus one and the Redis server's time in microseconds, and the
+// counter keeps the last. So leases grow with every run of a job, and if
+// Redis loses recent writes (a restart from an older snapshot, a failover to
+// a lagging replica) and its counter goes back, the clock still puts new
+// leases above every lease handed out before, as long as the server clock
+// did not step back by more than the writes lost. The counter leads the
+// clock only while more than one lease per microsecond is handed out. Leases
+// near 1.8e15 stay exact in Lua's doubles (below 2^53) but are formatted
+// with '%d': Lua would print them with "%.14g".
+//
+// When it finds nothing it
 // raises the idle flag of every queue it looked at, so the next enqueue to
 // one of them publishes a notification. A process that is not registered
 // (it was presumed dead and reaped) may not fetch until its next heartbeat
@@ -152,7 +166,7 @@ return remember(p, ARGV[3], out)
 // ARGV[1] prefix, ARGV[2] n, ARGV[3] process id, ARGV[4] now (RFC 3339, for
 // events), ARGV[5] '1' to publish events, ARGV[6..] queue names in the order to look
 //
-// Returns 2 values per job: lease, envelope. An envelope without an id is
+// Returns 2 values per job: lease (as a string), envelope. An envelope without an id is
 // filed under the id "bad-<lease>". Fails with ITERJOB_REAPED for an
 // unregistered process.
 var fetchScript = redis.NewScript(luaLib + `
@@ -188,10 +202,14 @@ if #got == 0 then
   for i = 6, #ARGV do redis.call('SET', p .. 'idle:' .. ARGV[i], '1') end
   return {}
 end
-local base = redis.call('INCRBY', KEYS[3], #got) - #got
+local t = redis.call('TIME')
+local base = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1
+local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+if last > base then base = last end
+redis.call('SET', KEYS[3], string.format('%d', base + #got))
 local out, fv = {}, {}
 for i, g in ipairs(got) do
-  local lease = base + i
+  local lease = string.format('%d', base + i)
   fv[#fv+1] = g[1] or ('bad-' .. lease)
   fv[#fv+1] = lease .. '|' .. g[2]
   out[#out+1] = lease
