@@ -22,9 +22,13 @@ import (
 
 // Defaults for ConsumerConfig.
 const (
-	// HeartbeatIntervalDefault is how often a process says it is alive.
-	HeartbeatIntervalDefault = 5 * time.Second
-	// DeadAfterDefault is how long after its last heartbeat a process is
+	// HeartbeatIntervalDefault is how often a process says it is alive (and
+	// reaps dead ones, twice per interval). A process that died (its
+	// connections closed) is found dead about two intervals after its last
+	// beat; see Consumer.
+	HeartbeatIntervalDefault = time.Second
+	// DeadAfterDefault is how long after its last heartbeat a process that
+	// still holds its Redis connections (hung, stopped, partitioned) is
 	// presumed dead and its in-flight jobs are handed to live ones.
 	DeadAfterDefault = 30 * time.Second
 	// MaxRecoveriesDefault is how many times a job may be taken back from a
@@ -93,8 +97,8 @@ type ConsumerConfig struct {
 	// default.
 	HeartbeatInterval time.Duration
 	// DeadAfter: see DeadAfterDefault. Zero means the default; it must be at
-	// least twice HeartbeatInterval. It bounds how long clocks of worker
-	// hosts may disagree.
+	// least twice HeartbeatInterval. Heartbeats are timed by the Redis
+	// server's clock, so worker hosts' clocks need not agree.
 	DeadAfter time.Duration
 	// MaxRecoveries: see MaxRecoveriesDefault. Zero means the default.
 	MaxRecoveries int
@@ -186,11 +190,19 @@ func (c ConsumerConfig) validate() error {
 // most applications never use it directly.
 //
 // Fetching moves jobs atomically from a queue into this process's in-flight
-// set and gives each a new lease. The process heartbeats; when a process
-// stops heartbeating for DeadAfter, any live consumer returns its in-flight
-// jobs to the head of their queues (Reap). Every way a job leaves the
-// in-flight set (Ack, Requeue, Schedule, Retry, Kill, Cancelled) is
-// accepted only from the run holding the job's current lease.
+// set and gives each a new lease. The process heartbeats; any live consumer
+// returns the in-flight jobs of a dead process to the head of their queues
+// (Reap). A process is dead when it stops heartbeating for DeadAfter, or,
+// much sooner, when it stops heartbeating and its liveness connection is
+// gone: a started consumer stays subscribed to a channel of its own on its
+// notification connection, and when its process dies the kernel closes the
+// connection, so Redis drops the subscription at once. With the default
+// settings a killed process's jobs are running elsewhere about two seconds
+// after its death, while a hung or partitioned process, whose connection
+// stays open, keeps its jobs for DeadAfter. Every way a job leaves the
+// in-flight set (Ack, Requeue, Schedule, Retry, Kill, Cancelled) is accepted
+// only from the run holding the job's current lease, so a process reaped
+// while alive can finish nothing.
 type Consumer struct {
 	db   *rdb.DB
 	cfg  ConsumerConfig
@@ -201,12 +213,14 @@ type Consumer struct {
 
 	started time.Time
 
-	mu     sync.Mutex
-	ps     *redis.PubSub
-	wake   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-	beaten bool
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	alive   string // the liveness channel while subscribed
+	wake    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	beaten  bool
+	recheck time.Duration // asked for by the last Reap
 }
 
 // NewConsumer returns a consumer on c, which it never closes.
@@ -240,20 +254,26 @@ func (c *Consumer) ProcessID() string { return c.cfg.ProcessID }
 // Config returns the consumer's configuration with defaults applied.
 func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 
-// Start subscribes to work notifications and registers the process. Jobs
-// fetched after Start returns are covered by notifications.
+// Start subscribes to work notifications and to the process's liveness
+// channel, and registers the process. Jobs fetched after Start returns are
+// covered by notifications.
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ps != nil {
 		return errors.New("queue: consumer already started")
 	}
-	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify())
+	alive := c.db.Keys.Alive(c.cfg.ProcessID)
+	// Redis runs one SUBSCRIBE for both channels: once the first is
+	// confirmed, both are in place.
+	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify(), alive)
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
 		return fmt.Errorf("queue: subscribe to notifications: %w", err)
 	}
+	c.alive = alive
 	if _, err := c.heartbeat(ctx, nil, true); err != nil {
+		c.alive = ""
 		_ = ps.Close()
 		return err
 	}
@@ -314,7 +334,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	close(c.done)
 	err := c.ps.Close()
 	c.wg.Wait()
-	c.ps = nil
+	c.ps, c.alive = nil, ""
 	n, ierr := c.db.C.HLen(ctx, c.db.Keys.Inflight(c.cfg.ProcessID)).Result()
 	if ierr == nil && n == 0 {
 		pipe := c.db.C.TxPipeline()
@@ -616,7 +636,10 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (b
 	if err != nil {
 		return false, fmt.Errorf("queue: encode busy jobs: %w", err)
 	}
-	alive, err := c.db.Heartbeat(ctx, c.cfg.ProcessID, c.now(), info, b, c.procTTL(), first)
+	alive, _, err := c.db.Heartbeat(ctx, rdb.Beat{
+		ProcID: c.cfg.ProcessID, Info: info, Busy: b, TTL: c.procTTL(), First: first,
+		Alive: c.alive, Interval: c.cfg.HeartbeatInterval,
+	})
 	if err != nil {
 		return false, fmt.Errorf("queue: heartbeat: %w", err)
 	}
@@ -627,21 +650,36 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (b
 // procTTL is how long the process hash outlives the last heartbeat.
 func (c *Consumer) procTTL() time.Duration { return c.cfg.DeadAfter * 2 }
 
-// Reap returns the in-flight jobs of processes that missed their heartbeats
-// for DeadAfter to the head of their queues. It returns how many jobs it
-// recovered.
+// Reap returns the in-flight jobs of dead processes to the head of their
+// queues: processes that missed their heartbeats for DeadAfter, and those
+// that missed them for one and a half of their intervals and whose liveness
+// connection two reaps half an interval apart found gone (see Consumer). It
+// returns how many jobs it recovered. Call it twice per heartbeat interval,
+// and again after NextReap.
 func (c *Consumer) Reap(ctx context.Context) (int, error) {
-	n, procs, err := c.db.Reap(ctx, c.now().Add(-c.cfg.DeadAfter), c.cfg.ProcessID)
+	res, err := c.db.Reap(ctx, c.cfg.DeadAfter, c.cfg.HeartbeatInterval*3/2, c.cfg.ProcessID)
 	if err != nil {
 		return 0, fmt.Errorf("queue: reap: %w", err)
 	}
-	for _, p := range procs {
+	c.mu.Lock()
+	c.recheck = res.Recheck
+	c.mu.Unlock()
+	for _, p := range res.Procs {
 		c.log.WarnContext(ctx, "queue: reaped a dead process", slog.String("process", p))
 	}
-	if n > 0 {
-		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", n))
+	if res.Jobs > 0 {
+		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", res.Jobs))
 	}
-	return n, nil
+	return res.Jobs, nil
+}
+
+// NextReap returns how soon the last Reap asked to be run again (zero: no
+// sooner than usual): it found a process without its liveness connection,
+// to be confirmed dead by a later reap.
+func (c *Consumer) NextReap() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recheck
 }
 
 // Promote moves due jobs from the scheduled and retry sets to their queues

@@ -51,6 +51,9 @@ type Runner struct {
 	aheadOff     bool                  // fetch no more than free workers (the backlog went stale)
 	batches      []batchMark           // fetched batches still (partly) waiting, oldest first
 
+	beatMu         sync.Mutex // one heartbeat at a time
+	beatFailLogged time.Time  // when a failed heartbeat was last logged
+
 	startOnce   sync.Once
 	started     atomic.Bool
 	workCtx     context.Context
@@ -577,39 +580,70 @@ func (r *Runner) busy() []queue.BusyJob {
 	return out
 }
 
-// heartbeatLoop says the process is alive and reaps dead ones.
+// heartbeatLoop says the process is alive and reaps dead ones: a beat every
+// HeartbeatInterval (and sooner after a failed one, so that a process cut
+// off from Redis for a moment is seen alive again as soon as Redis answers),
+// and a reap twice per interval, plus one when a reap asks to confirm a
+// process dead.
 func (r *Runner) heartbeatLoop() {
 	ctx := r.bgCtx
+	hb := r.cons.Config().HeartbeatInterval
+	beatT := time.NewTimer(jitter(hb, 0.1))
+	defer beatT.Stop()
+	reapT := time.NewTimer(jitter(hb/2, 0.1))
+	defer reapT.Stop()
+	var retry time.Duration
 	for {
-		sleep(ctx, jitter(r.cons.Config().HeartbeatInterval, 0.1))
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return
-		}
-		r.beat(ctx)
-		// The Redis client retries a command whose reply was lost, so a
-		// fetch may have run twice with one reply seen: sweep every beat.
-		r.mu.Lock()
-		r.suspect = true
-		r.mu.Unlock()
-		r.sweepOrphans()
-		if _, err := r.cons.Reap(ctx); err != nil {
-			r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
+		case <-beatT.C:
+			if !r.beat(ctx) {
+				retry = min(max(2*retry, 50*time.Millisecond), hb/4)
+				beatT.Reset(retry)
+				continue
+			}
+			retry = 0
+			beatT.Reset(jitter(hb, 0.1))
+			// The Redis client retries a command whose reply was lost, so a
+			// fetch may have run twice with one reply seen: sweep every beat.
+			r.mu.Lock()
+			r.suspect = true
+			r.mu.Unlock()
+			r.sweepOrphans()
+		case <-reapT.C:
+			if _, err := r.cons.Reap(ctx); err != nil && ctx.Err() == nil {
+				r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
+			}
+			next := jitter(hb/2, 0.1)
+			if d := r.cons.NextReap(); d > 0 && d+5*time.Millisecond < next {
+				next = d + 5*time.Millisecond
+			}
+			reapT.Reset(next)
 		}
 	}
 }
 
 // beat heartbeats; if the process had been presumed dead and reaped, it
 // abandons its runs (their jobs were handed to others) and is registered
-// again.
-func (r *Runner) beat(ctx context.Context) {
+// again. It reports whether the heartbeat reached Redis.
+func (r *Runner) beat(ctx context.Context) bool {
+	r.beatMu.Lock()
+	defer r.beatMu.Unlock()
 	alive, err := r.cons.Heartbeat(ctx, r.busy())
 	if err != nil {
-		r.log.ErrorContext(ctx, "runner: heartbeat failed", slog.Any("error", err))
-		return
+		// Failed beats are retried quickly: log one per interval.
+		if now := r.now(); ctx.Err() == nil && now.Sub(r.beatFailLogged) >= r.cons.Config().HeartbeatInterval {
+			r.beatFailLogged = now
+			r.log.ErrorContext(ctx, "runner: heartbeat failed", slog.Any("error", err))
+		}
+		return false
 	}
+	r.beatFailLogged = time.Time{}
 	if !alive {
 		r.leaseLost(ctx)
 	}
+	return true
 }
 
 // leaseLost stops every run: the process was presumed dead and its jobs

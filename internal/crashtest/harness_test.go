@@ -141,6 +141,10 @@ type workerOpts struct {
 	shutdownTimeout time.Duration
 	itemSleep       time.Duration
 	maxRecoveries   int
+	// libraryRecovery runs the worker with the library's default
+	// HeartbeatInterval and DeadAfter instead of the worker's short ones
+	// (heartbeat and deadAfter must then be zero).
+	libraryRecovery bool
 }
 
 // worker is one running worker process.
@@ -175,6 +179,10 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	addDur("checkpoint", o.checkpoint)
 	addDur("heartbeat", o.heartbeat)
 	addDur("dead-after", o.deadAfter)
+	if o.libraryRecovery {
+		require.Zero(t, o.heartbeat+o.deadAfter, "libraryRecovery takes the library's heartbeat and DeadAfter")
+		args = append(args, "-heartbeat", "0s", "-dead-after", "0s")
+	}
 	addDur("shutdown-timeout", o.shutdownTimeout)
 	addDur("item-sleep", o.itemSleep)
 

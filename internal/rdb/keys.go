@@ -24,8 +24,9 @@
 //	p cancels            sorted set: ids of jobs whose cancellation is pending, score = request time in ms
 //	p call:<token>       the reply of a script call, kept a minute, so a call the client retries is not applied twice
 //	p u:<hash>           string: the job id holding a uniqueness key (hash of the key)
-//	p procs              sorted set: worker processes, score = last heartbeat in ms
-//	p proc:<id>          hash: a process's info and busy jobs
+//	p procs              sorted set: worker processes, score = last heartbeat in ms (server time)
+//	p proc:<id>          hash: a process's info, busy jobs, liveness channel and heartbeat interval
+//	p alive:<id>         pub/sub channel a live process stays subscribed to (see reapScript)
 //	p it:<jid>           hash: an iterable job's state (cursor, counters, run)
 //	p stat:<name>        counters (processed, failed), p stat:<name>:<yyyy-mm-dd> per day
 package rdb
@@ -60,6 +61,7 @@ func (k Keys) Retry() string                   { return k.p + "retry" }
 func (k Keys) Dead() string                    { return k.p + "dead" }
 func (k Keys) Procs() string                   { return k.p + "procs" }
 func (k Keys) Proc(id string) string           { return k.p + "proc:" + id }
+func (k Keys) Alive(id string) string          { return k.p + "alive:" + id }
 func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
 func (k Keys) Started(id string) string        { return k.p + "started:" + id }
 func (k Keys) Cancels() string                 { return k.p + "cancels" }

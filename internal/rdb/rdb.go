@@ -192,30 +192,65 @@ func (db *DB) Promote(ctx context.Context, now time.Time, limit int) (moved int,
 	return int(res[0]), res[1], nil
 }
 
-// Heartbeat records procID as alive; false means it had been reaped.
-func (db *DB) Heartbeat(ctx context.Context, procID string, now time.Time, info, busy []byte, ttl time.Duration, first bool) (bool, error) {
-	f := "0"
-	if first {
-		f = "1"
-	}
-	n, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(procID), db.Keys.Started(procID)},
-		procID, Ms(now), info, busy, int64(ttl.Seconds())+1, f, int64(StartedTTL(ttl).Seconds())).Int()
-	return n == 1, err
+// Beat is one heartbeat of a process.
+type Beat struct {
+	ProcID     string
+	Info, Busy []byte
+	TTL        time.Duration // of the process hash
+	First      bool          // the process's first beat
+	// Alive is the pub/sub channel the process stays subscribed to while it
+	// lives ("" for none: only DeadAfter tells it is dead).
+	Alive    string
+	Interval time.Duration // the process's heartbeat interval
 }
 
-// Reap recovers the in-flight jobs of processes last seen before cutoff.
-func (db *DB) Reap(ctx context.Context, cutoff time.Time, self string) (recovered int, procs []string, err error) {
-	res, err := reapScript.Run(ctx, db.C, []string{db.Keys.Procs()}, db.Keys.Prefix(), Ms(cutoff), self).Slice()
+// Heartbeat records b's process as alive; false means it had been reaped.
+// It returns the server's time.
+func (db *DB) Heartbeat(ctx context.Context, b Beat) (bool, time.Time, error) {
+	f := "0"
+	if b.First {
+		f = "1"
+	}
+	res, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(b.ProcID), db.Keys.Started(b.ProcID)},
+		b.ProcID, b.Info, b.Busy, int64(b.TTL.Seconds())+1, f, int64(StartedTTL(b.TTL).Seconds()),
+		b.Alive, b.Interval.Milliseconds()).Slice()
 	if err != nil {
-		return 0, nil, err
+		return false, time.Time{}, err
 	}
-	if len(res) == 0 {
-		return 0, nil, fmt.Errorf("rdb: reap returned nothing")
+	if len(res) != 2 {
+		return false, time.Time{}, fmt.Errorf("rdb: heartbeat returned %d values", len(res))
 	}
-	for _, v := range res[1:] {
-		procs = append(procs, toString(v))
+	return toInt(res[0]) == 1, time.UnixMilli(toInt(res[1])), nil
+}
+
+// Reaped is what one Reap did.
+type Reaped struct {
+	Jobs  int      // jobs recovered
+	Procs []string // processes reaped
+	// Recheck, if positive, is when a process seen without its liveness
+	// connection may be confirmed dead by another reap.
+	Recheck time.Duration
+}
+
+// Reap recovers the in-flight jobs of dead processes (see reapScript):
+// silent for deadAfter, or for look and without their liveness connection.
+func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self string) (Reaped, error) {
+	res, err := reapScript.Run(ctx, db.C, []string{db.Keys.Procs()}, db.Keys.Prefix(),
+		deadAfter.Milliseconds(), self, look.Milliseconds()).Slice()
+	if err != nil {
+		return Reaped{}, err
 	}
-	return int(toInt(res[0])), procs, nil
+	if len(res) < 2 {
+		return Reaped{}, fmt.Errorf("rdb: reap returned %d values", len(res))
+	}
+	out := Reaped{Jobs: int(toInt(res[0]))}
+	if ms := toInt(res[1]); ms >= 0 {
+		out.Recheck = time.Duration(ms) * time.Millisecond
+	}
+	for _, v := range res[2:] {
+		out.Procs = append(out.Procs, toString(v))
+	}
+	return out, nil
 }
 
 // Cancel records the cancellation of jid and removes it from the

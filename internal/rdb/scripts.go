@@ -76,6 +76,11 @@ local function remember(p, tok, out)
   if tok ~= '' then redis.call('SET', p .. 'call:' .. tok, cjson.encode(out), 'PX', 60000) end
   return out
 end
+-- server_ms is the Redis server's time in milliseconds.
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local function bump_stat(p, name, day, n)
   redis.call('INCRBY', p .. 'stat:' .. name, n)
   local dk = p .. 'stat:' .. name .. ':' .. day
@@ -357,27 +362,48 @@ notify(p, woke)
 return {moved, next_due}
 `)
 
-// heartbeatScript records that a process is alive.
+// heartbeatScript records that a process is alive, on the Redis server's
+// clock (so hosts whose clocks disagree agree on who is late).
 //
 // KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks
-// ARGV[1] process id, ARGV[2] now (ms), ARGV[3] info JSON, ARGV[4] busy JSON,
-// ARGV[5] hash TTL (s), ARGV[6] '1' on the first beat, ARGV[7] start marks TTL (s)
+// ARGV[1] process id, ARGV[2] info JSON, ARGV[3] busy JSON, ARGV[4] hash TTL
+// (s), ARGV[5] '1' on the first beat, ARGV[6] start marks TTL (s), ARGV[7]
+// the process's liveness channel ('' for none), ARGV[8] its heartbeat
+// interval (ms)
 //
-// Returns 1, or 0 when the process had been presumed dead and reaped since its
-// last beat (its in-flight jobs were handed to others).
-var heartbeatScript = redis.NewScript(`
+// The liveness channel is a pub/sub channel the process stays subscribed to
+// (see reapScript); the process hash records it with the interval, so
+// reapers judge each process by its own settings.
+//
+// Returns {1, now (ms)}, or {0, now} when the process had been presumed dead
+// and reaped since its last beat (its in-flight jobs were handed to others).
+var heartbeatScript = redis.NewScript(luaLib + `
+local now = server_ms()
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], 'info', ARGV[3], 'busy', ARGV[4], 'beat', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-if not known and ARGV[6] ~= '1' then return 0 end
-return 1
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], 'info', ARGV[2], 'busy', ARGV[3], 'beat', now, 'alive', ARGV[7], 'hb', ARGV[8])
+redis.call('HDEL', KEYS[2], 'gone')
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+if not known and ARGV[5] ~= '1' then return {0, now} end
+return {1, now}
 `)
 
-// reapScript returns the in-flight jobs of processes whose last heartbeat is
-// older than the cutoff to the head of their queues, counting the recovery in
-// each envelope, and forgets those processes.
+// reapScript returns the in-flight jobs of dead processes to the head of
+// their queues, counting the recovery in each envelope, and forgets those
+// processes. Times are the Redis server's.
+//
+// A process is dead when it has not beaten for DeadAfter (it died, hung or
+// lost Redis), or, much sooner, when its liveness connection is gone: each
+// consumer stays subscribed to a channel of its own, and when a process
+// dies the kernel closes its sockets, so Redis drops the subscription at
+// once (PUBSUB NUMSUB reads 0). A hung or partitioned process keeps its
+// connection and falls back to DeadAfter. As a live process whose pub/sub
+// connection is merely reconnecting (a Redis restart or failover) must not
+// be taken for dead, the quick path needs a process that missed its beats
+// (silent for 1.5 of its intervals) and was seen without a subscriber by two
+// reaps at least half an interval apart, with no beat in between (a beat
+// clears the mark the first reap leaves, field 'gone' of its hash).
 //
 // A recovery counts against a job only when the job may have been what
 // killed its process. Nothing says whether a job never recovered before was
@@ -388,37 +414,68 @@ return 1
 // died of something else is never taken for a poison pill.
 //
 // KEYS[1] procs set
-// ARGV[1] prefix, ARGV[2] cutoff (ms), ARGV[3] this process's id (never reaped)
+// ARGV[1] prefix, ARGV[2] DeadAfter (ms), ARGV[3] this process's id (never
+// reaped), ARGV[4] how long a process must be silent to be looked at (ms)
 //
-// Returns {jobs recovered, reaped process ids...}.
+// Returns {jobs recovered, ms until a process seen without its liveness
+// connection may be confirmed dead (-1: none pending), reaped process ids...}.
 var reapScript = redis.NewScript(luaLib + `
 local p, self = ARGV[1], ARGV[3]
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 100)
-local out = {0}
+local now = server_ms()
+local dead_cut = now - tonumber(ARGV[2])
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]), 'WITHSCORES', 'LIMIT', 0, 100)
+local out = {0, -1}
 local woke = {}
-for _, id in ipairs(dead) do
-  if id ~= self then
-    local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
-    local all = redis.call('HGETALL', ik)
-    for i = 2, #all, 2 do
-      local lease, env = entry(all[i])
-      local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
-      local q = env and env_queue(env)
-      if head and q then
-        n = tonumber(n)
-        if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
-        env = head .. n .. tail
-        redis.call('LPUSH', p .. 'q:' .. q, env)
-        woke[q] = true
-      else
-        redis.call('HSET', p .. 'j:' .. all[i-1], 'env', env or all[i], 'err', '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
-        redis.call('ZADD', p .. 'dead', ARGV[2], all[i-1])
-      end
-      out[1] = out[1] + 1
+local function recheck(ms)
+  if ms < 1 then ms = 1 end
+  if out[2] < 0 or ms < out[2] then out[2] = ms end
+end
+local function reap(id)
+  local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
+  local all = redis.call('HGETALL', ik)
+  for i = 2, #all, 2 do
+    local lease, env = entry(all[i])
+    local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
+    local q = env and env_queue(env)
+    if head and q then
+      n = tonumber(n)
+      if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
+      env = head .. n .. tail
+      redis.call('LPUSH', p .. 'q:' .. q, env)
+      woke[q] = true
+    else
+      redis.call('HSET', p .. 'j:' .. all[i-1], 'env', env or all[i], 'err', '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
+      redis.call('ZADD', p .. 'dead', now, all[i-1])
     end
-    redis.call('DEL', ik, sk, p .. 'proc:' .. id)
-    redis.call('ZREM', KEYS[1], id)
-    out[#out+1] = id
+    out[1] = out[1] + 1
+  end
+  redis.call('DEL', ik, sk, p .. 'proc:' .. id)
+  redis.call('ZREM', KEYS[1], id)
+  out[#out+1] = id
+end
+for i = 1, #silent, 2 do
+  local id, beat = silent[i], tonumber(silent[i+1])
+  if id ~= self then
+    if beat <= dead_cut then
+      reap(id)
+    else
+      local pk = p .. 'proc:' .. id
+      local f = redis.call('HMGET', pk, 'alive', 'hb', 'gone')
+      local hb = tonumber(f[2] or '')
+      if f[1] and f[1] ~= '' and hb and beat <= now - 1.5 * hb then
+        local gone = tonumber(f[3] or '')
+        if redis.call('PUBSUB', 'NUMSUB', f[1])[2] > 0 then
+          if gone then redis.call('HDEL', pk, 'gone') end
+        elseif not gone then
+          redis.call('HSET', pk, 'gone', now)
+          recheck(hb / 2)
+        elseif now - gone >= hb / 2 then
+          reap(id)
+        else
+          recheck(gone + hb / 2 - now)
+        end
+      end
+    end
   end
 end
 notify(p, woke)

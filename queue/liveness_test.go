@@ -1,0 +1,133 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/queue"
+)
+
+// A process that dies loses its liveness connection with its other sockets:
+// it is reaped about two heartbeat intervals after its last beat, long before
+// DeadAfter. A process that stops beating but keeps its connection (hung,
+// SIGSTOPped, partitioned with its sockets open) keeps its jobs until
+// DeadAfter.
+func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		const hb = 100 * time.Millisecond
+		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		reaper := setup(t, r, cc)
+		victim := newConsumer(t, r, cc)
+		hung := newConsumer(t, r, cc)
+		params := []queue.Params{{Kind: "k"}, {Kind: "k"}}
+		_, err := reaper.client.EnqueueMany(ctx, params)
+		require.NoError(t, err)
+		vj, err := victim.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, vj, 1)
+		hj, err := hung.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, hj, 1)
+
+		// The victim dies: its connections close (Stop closes the pub/sub
+		// connection and, with a job in flight, leaves it registered) and
+		// it beats no more. The hung process beats no more either.
+		require.NoError(t, victim.Stop(ctx))
+		beat := r.Client.ZScore(ctx, reaper.key("procs"), victim.ProcessID()).Val()
+		lastBeat := time.UnixMilli(int64(beat))
+
+		// The first reap that finds it silent only marks it.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, err := reaper.cons.Heartbeat(ctx, nil)
+			require.NoError(t, err)
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "a process without its liveness connection is seen twice before it is reaped")
+			return reaper.cons.NextReap() > 0
+		}, "a reap to find the victim without its liveness connection")
+		require.NotEmpty(t, r.Client.HGet(ctx, reaper.key("proc:"+victim.ProcessID()), "gone").Val())
+		require.LessOrEqual(t, reaper.cons.NextReap(), hb/2)
+
+		// A later reap confirms it.
+		var reapedAt time.Time
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, err := reaper.cons.Heartbeat(ctx, nil)
+			require.NoError(t, err)
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			reapedAt = time.Now()
+			return n == 1
+		}, "the victim reaped")
+		t.Logf("reaped %s after its last beat (heartbeat %s, DeadAfter %s)", reapedAt.Sub(lastBeat).Round(time.Millisecond), hb, cc.DeadAfter)
+		require.GreaterOrEqual(t, reapedAt.Sub(lastBeat), 2*hb-5*time.Millisecond, "silent for 1.5 intervals, then confirmed half an interval later")
+		got, err := reaper.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, vj[0].ID, got[0].ID)
+
+		// The hung process, silent as long and longer, keeps its job.
+		require.NoError(t, r.Client.ZScore(ctx, reaper.key("procs"), hung.ProcessID()).Err(), "the hung process is still registered")
+		require.Equal(t, []string{hj[0].ID}, r.Client.HKeys(ctx, reaper.key("inflight:"+hung.ProcessID())).Val())
+		require.Empty(t, r.Client.HGet(ctx, reaper.key("proc:"+hung.ProcessID()), "gone").Val())
+	})
+}
+
+// A live process that keeps beating is never reaped, even without its
+// liveness connection (its pub/sub connection is reconnecting); one that
+// missed its beats and was seen without it is cleared by its next beat.
+func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		// Long enough that a loaded machine does not make the beats late.
+		const hb = time.Second
+		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		reaper := setup(t, r, cc)
+		db := rdb.New(r.Client, r.Namespace)
+		// A process that declares a liveness channel nobody subscribes to.
+		b := rdb.Beat{ProcID: "lonely", Info: []byte("{}"), Busy: []byte("[]"), TTL: time.Hour, First: true,
+			Alive: db.Keys.Alive("lonely"), Interval: hb}
+		beat := func() {
+			alive, _, err := db.Heartbeat(ctx, b)
+			require.NoError(t, err)
+			require.True(t, alive, "never reaped")
+			b.First = false
+		}
+		beat()
+		require.NoError(t, r.Client.HSet(ctx, db.Keys.Inflight("lonely"), "j", "1|x").Err())
+
+		// Beating on time, it is never even looked at.
+		deadline := time.Now().Add(5 * hb / 2)
+		for time.Now().Before(deadline) {
+			beat()
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			require.Zero(t, reaper.cons.NextReap())
+			time.Sleep(hb / 10) // the beat cadence, not a wait for a condition
+		}
+
+		// Silent, it is marked; its next beat clears the mark.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			return reaper.cons.NextReap() > 0
+		}, "the silent process marked")
+		beat()
+		require.Empty(t, r.Client.HGet(ctx, db.Keys.Proc("lonely"), "gone").Val(), "a beat clears the mark")
+		n, err := reaper.cons.Reap(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.Zero(t, reaper.cons.NextReap())
+		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Inflight("lonely")).Val())
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Inflight("lonely"), db.Keys.Proc("lonely")).Err())
+	})
+}
