@@ -7,7 +7,8 @@
 //
 //   - "items" (iterable): enumerates enumerators.Range(0, n) and records each
 //     item with HINCRBY {ns}:crashtest:items:<jid> <item> 1, after sleeping
-//     -item-sleep.
+//     -item-sleep. With crash_at set, item crash_at kills the process (a job
+//     that crashes its worker every time: a poison pill).
 //   - "plain": records its start (HINCRBY {ns}:crashtest:starts <jid> 1 and
 //     RPUSH {ns}:crashtest:start-log:<jid> "<pid> <unix ms>"), sleeps
 //     sleep_ms from its arguments, then records its completion (HINCRBY
@@ -36,7 +37,8 @@ import (
 
 // ItemsArgs are the arguments of the "items" kind.
 type ItemsArgs struct {
-	N int64 `json:"n"`
+	N       int64  `json:"n"`
+	CrashAt *int64 `json:"crash_at,omitempty"`
 }
 
 // PlainArgs are the arguments of the "plain" kind.
@@ -64,7 +66,14 @@ func (j *items) BuildEnumerator(_ context.Context, a ItemsArgs, c *int64) (enume
 	return enumerators.Range(0, a.N, c), nil
 }
 
-func (j *items) EachIteration(ctx context.Context, _ ItemsArgs, item int64) error {
+func (j *items) EachIteration(ctx context.Context, a ItemsArgs, item int64) error {
+	if a.CrashAt != nil && item == *a.CrashAt {
+		p, err := os.FindProcess(os.Getpid())
+		if err == nil {
+			err = p.Kill()
+		}
+		return fmt.Errorf("worker: could not kill itself at item %d: %v", item, err)
+	}
 	if j.sleep > 0 {
 		time.Sleep(j.sleep)
 	}
