@@ -221,6 +221,8 @@ type Consumer struct {
 	wg      sync.WaitGroup
 	beaten  bool
 	recheck time.Duration // asked for by the last Reap
+
+	epoch string // the namespace's epoch, learnt at the first beat
 }
 
 // NewConsumer returns a consumer on c, which it never closes.
@@ -610,41 +612,107 @@ type processInfo struct {
 	Extra     map[string]any `json:"extra,omitempty"`
 }
 
-// Heartbeat records the process as alive with the jobs it runs. It returns
-// false when the process had been presumed dead and reaped since its last
-// beat: its in-flight jobs were handed to other processes, so every run it
-// still has is stale.
-func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (bool, error) {
+// BeatStatus is what a heartbeat found.
+type BeatStatus int
+
+const (
+	// BeatAlive: the process was registered, as it should be.
+	BeatAlive BeatStatus = iota
+	// BeatReaped: the process had been presumed dead and reaped since its
+	// last beat (it stalled or was cut off longer than DeadAfter, or lost
+	// its liveness connection and missed its beats). Its in-flight jobs were
+	// handed to other processes, so every run it still has is stale.
+	BeatReaped
+	// BeatDataLost: Redis lost the process's registration with the
+	// namespace's data (a restart without persistence, a failover to a
+	// replica without the data, a flush). Nobody took its jobs: it should
+	// put them back with Restore and carry on. Jobs that were only in Redis
+	// (queued, scheduled) are gone.
+	BeatDataLost
+)
+
+func (s BeatStatus) String() string {
+	switch s {
+	case BeatAlive:
+		return "alive"
+	case BeatReaped:
+		return "reaped"
+	case BeatDataLost:
+		return "data lost"
+	}
+	return fmt.Sprintf("BeatStatus(%d)", int(s))
+}
+
+// Heartbeat records the process as alive with the jobs it runs, and
+// registers it again if it was not registered; the status says why it was
+// not. Heartbeats are timed by the Redis server's clock.
+func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (BeatStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.heartbeat(ctx, busy, !c.beaten)
 }
 
-func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (bool, error) {
+func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (BeatStatus, error) {
 	host, _ := os.Hostname()
 	info, err := json.Marshal(processInfo{
 		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: c.cfg.Queues,
 		Strict: c.cfg.StrictPriority, StartedAt: c.started, Extra: c.cfg.Info,
 	})
 	if err != nil {
-		return false, fmt.Errorf("queue: encode process info: %w", err)
+		return 0, fmt.Errorf("queue: encode process info: %w", err)
 	}
 	if busy == nil {
 		busy = []BusyJob{}
 	}
 	b, err := json.Marshal(busy)
 	if err != nil {
-		return false, fmt.Errorf("queue: encode busy jobs: %w", err)
+		return 0, fmt.Errorf("queue: encode busy jobs: %w", err)
 	}
-	alive, _, err := c.db.Heartbeat(ctx, rdb.Beat{
+	reply, err := c.db.Heartbeat(ctx, rdb.Beat{
 		ProcID: c.cfg.ProcessID, Info: info, Busy: b, TTL: c.procTTL(), First: first,
 		Alive: c.alive, Interval: c.cfg.HeartbeatInterval,
+		Epoch: c.epoch, NewEpoch: NewID(),
 	})
 	if err != nil {
-		return false, fmt.Errorf("queue: heartbeat: %w", err)
+		return 0, fmt.Errorf("queue: heartbeat: %w", err)
 	}
 	c.beaten = true
-	return alive, nil
+	c.epoch = reply.Epoch
+	switch reply.Status {
+	case rdb.BeatReaped:
+		return BeatReaped, nil
+	case rdb.BeatDataLost:
+		return BeatDataLost, nil
+	}
+	return BeatAlive, nil
+}
+
+// HeldJob is a job this process holds, for Restore.
+type HeldJob struct {
+	Job *Job
+	// Started says its run has started (and, for a recovered job, was
+	// marked so: see MarkStarted).
+	Started bool
+}
+
+// Restore puts back this process's in-flight entries for the jobs it holds,
+// with their leases, after a heartbeat returned BeatDataLost: until then no
+// ack or finish of those jobs is accepted. Entries present are left alone.
+// It returns how many it put back.
+func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
+	held := make([]rdb.Held, 0, len(jobs))
+	for _, h := range jobs {
+		env, err := h.Job.encodeEnvelope()
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, rdb.Held{ID: h.Job.ID, Lease: h.Job.Lease, Envelope: env, Started: h.Started && h.Job.Recovered > 0})
+	}
+	n, err := c.db.Restore(ctx, c.cfg.ProcessID, c.procTTL(), held)
+	if err != nil {
+		return 0, fmt.Errorf("queue: restore %d in-flight jobs: %w", len(jobs), err)
+	}
+	return n, nil
 }
 
 // procTTL is how long the process hash outlives the last heartbeat.

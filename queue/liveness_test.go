@@ -93,12 +93,12 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 		db := rdb.New(r.Client, r.Namespace)
 		// A process that declares a liveness channel nobody subscribes to.
 		b := rdb.Beat{ProcID: "lonely", Info: []byte("{}"), Busy: []byte("[]"), TTL: time.Hour, First: true,
-			Alive: db.Keys.Alive("lonely"), Interval: hb}
+			Alive: db.Keys.Alive("lonely"), Interval: hb, NewEpoch: "e"}
 		beat := func() {
-			alive, _, err := db.Heartbeat(ctx, b)
+			reply, err := db.Heartbeat(ctx, b)
 			require.NoError(t, err)
-			require.True(t, alive, "never reaped")
-			b.First = false
+			require.Equal(t, rdb.BeatAlive, reply.Status, "never reaped")
+			b.First, b.Epoch = false, reply.Epoch
 		}
 		beat()
 		require.NoError(t, r.Client.HSet(ctx, db.Keys.Inflight("lonely"), "j", "1|x").Err())
@@ -129,5 +129,64 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 		require.Zero(t, reaper.cons.NextReap())
 		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Inflight("lonely")).Val())
 		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Inflight("lonely"), db.Keys.Proc("lonely")).Err())
+	})
+}
+
+// A process that finds itself unregistered tells why: reaped by another
+// process (its jobs went to others), or Redis lost the namespace's data (a
+// restart without persistence, a flush): then nobody has its jobs, and it
+// puts back their in-flight entries, with their leases, so its runs can
+// finish them. Later leases exceed the restored ones.
+func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r, queue.ConsumerConfig{})
+		other := newConsumer(t, r, queue.ConsumerConfig{})
+		_, err := b.client.EnqueueMany(ctx, []queue.Params{{Kind: "k"}, {Kind: "k"}})
+		require.NoError(t, err)
+		jobs, err := b.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, jobs, 2)
+		status, err := b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatAlive, status)
+
+		// Redis loses everything in the namespace.
+		testutil.DeleteNamespace(ctx, r.Client, r.Namespace)
+		_, err = b.cons.Fetch(ctx, 1)
+		require.ErrorIs(t, err, queue.ErrReaped, "an unregistered process may not fetch")
+		require.ErrorIs(t, b.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost, "the entry is gone")
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatDataLost, status)
+		status, err = other.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatDataLost, status, "every process learns it, whoever beats first")
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatAlive, status, "registered again")
+
+		n, err := b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0], Started: true}, {Job: jobs[1]}})
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		n, err = b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0]}})
+		require.NoError(t, err)
+		require.Zero(t, n, "an entry present is left alone")
+		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		require.NoError(t, err)
+		require.Empty(t, stale, "the run finishes its job")
+		require.NoError(t, b.cons.Requeue(ctx, jobs[1], nil))
+		again, err := b.cons.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, again, 1)
+		require.Equal(t, jobs[1].ID, again[0].ID)
+		require.Greater(t, again[0].Lease, max(jobs[0].Lease, jobs[1].Lease))
+
+		// Reaped, by contrast: the epoch is still there.
+		require.NoError(t, r.Client.ZRem(ctx, b.key("procs"), b.cons.ProcessID()).Err())
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatReaped, status)
 	})
 }

@@ -188,9 +188,9 @@ func TestReapRecoversJobsOfDeadProcessToHead(t *testing.T) {
 
 		// The dead process stops beating; the live one keeps beating.
 		testutil.Eventually(t, 5*time.Second, func() bool {
-			alive, err := live.cons.Heartbeat(ctx, nil)
+			status, err := live.cons.Heartbeat(ctx, nil)
 			require.NoError(t, err)
-			require.True(t, alive)
+			require.Equal(t, queue.BeatAlive, status)
 			n, err = live.cons.Reap(ctx)
 			require.NoError(t, err)
 			return n == 1
@@ -202,9 +202,9 @@ func TestReapRecoversJobsOfDeadProcessToHead(t *testing.T) {
 		require.Equal(t, 1, got[0].Recovered)
 		require.Equal(t, 1, got[0].Attempt, "a recovery is not an attempt")
 
-		alive, err := dead.cons.Heartbeat(ctx, nil)
+		status, err := dead.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.False(t, alive, "a reaped process learns it was reaped")
+		require.Equal(t, queue.BeatReaped, status, "a reaped process learns it was reaped")
 		require.ErrorIs(t, dead.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost)
 	})
 }

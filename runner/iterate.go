@@ -254,6 +254,9 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 	if it.stop != stopNone {
 		return true
 	}
+	if f&flagRestore != 0 {
+		it.restore(ctx)
+	}
 	if f&flagCheckpoint != 0 || it.items >= it.forceAt {
 		it.e.flags.And(^flagCheckpoint)
 		if it.items >= it.forceAt {
@@ -339,10 +342,15 @@ func (it *iteration[A, T, C]) cursor() *C {
 	return it.start
 }
 
-// save checkpoints the state.
+// save checkpoints the state. A save refused as stale may be Redis having
+// lost the state with its data: then the state is restored and saved.
 func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) error {
 	st := it.snapshot(ctx, status)
-	if err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st); err != nil {
+	err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+	if errors.Is(err, cursor.ErrStaleRun) && it.restoreIfLost(ctx) {
+		err = it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+	}
+	if err != nil {
 		return err
 	}
 	it.e.progress.Store(progressOf(st))
@@ -353,6 +361,49 @@ func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) er
 		if err := it.r.cons.Forgive(ctx, it.e.job); err != nil {
 			it.log.WarnContext(ctx, "runner: could not reset the job's recovery count", slog.Any("error", err))
 		}
+	}
+	return nil
+}
+
+// restoreIfLost reports whether a save refused as stale can be tried again:
+// Redis lost its data, as a heartbeat tells (it sets flagRestore on every
+// run when it finds that), and the run's state has been restored.
+func (it *iteration[A, T, C]) restoreIfLost(ctx context.Context) bool {
+	if it.e.flags.Load()&flagRestore == 0 {
+		it.r.beat(ctx)
+	}
+	if it.e.flags.Load()&flagRestore == 0 {
+		return false // the state belongs to a newer run
+	}
+	return it.restore(ctx) == nil
+}
+
+// restore writes the run's state as of now if Redis lost it (the store is a
+// cursor.Restorer), after a heartbeat found that Redis lost its data. The
+// state the store had is restored from what the run holds: the counters it
+// began with plus its own items, and the cursor after its last finished
+// item, so the run goes on without repeating or skipping anything.
+func (it *iteration[A, T, C]) restore(ctx context.Context) error {
+	it.e.flags.And(^flagRestore)
+	rs, ok := it.r.store.(cursor.Restorer)
+	if !ok {
+		return errors.New("runner: the store cannot restore lost state")
+	}
+	if err := it.encodeLast(); err != nil {
+		return err
+	}
+	st := it.snapshot(ctx, cursor.StatusRunning)
+	restored, err := rs.Restore(ctx, it.e.job.ID, it.e.job.Lease, st)
+	if err != nil {
+		if !errors.Is(err, cursor.ErrStaleRun) {
+			it.e.flags.Or(flagRestore) // try again at the next item
+		}
+		it.log.WarnContext(ctx, "runner: could not restore the job's state after Redis lost it", slog.Any("error", err))
+		return err
+	}
+	if restored {
+		it.log.WarnContext(ctx, "runner: restored the job's state, which Redis lost with its data, from this run; the run goes on",
+			slog.String("cursor", string(st.Cursor)), slog.Int64("items_processed", st.ItemsProcessed))
 	}
 	return nil
 }

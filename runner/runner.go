@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,8 @@ type Runner struct {
 
 	beatMu         sync.Mutex // one heartbeat at a time
 	beatFailLogged time.Time  // when a failed heartbeat was last logged
+	restoreDue     bool       // Redis lost this process's jobs and they are not all put back yet
+	restores       atomic.Int64
 
 	startOnce   sync.Once
 	started     atomic.Bool
@@ -305,9 +308,11 @@ func (r *Runner) fetchLoop() {
 		r.signalFreed()
 		switch {
 		case errors.Is(err, queue.ErrReaped):
-			// Presumed dead while alive (a stall): heartbeat now, which
-			// abandons the runs handed to others and registers again.
-			r.log.ErrorContext(ctx, "runner: this process was presumed dead; registering again", slog.Any("error", err))
+			// Not registered: presumed dead while alive (a stall), or
+			// Redis lost its data. The heartbeat tells which, registers
+			// again, and abandons the runs handed to others or puts back
+			// the jobs Redis lost.
+			r.log.WarnContext(ctx, "runner: this process is not registered in Redis; heartbeating to register again", slog.Any("error", err))
 			r.beat(ctx)
 		case err != nil:
 			r.log.ErrorContext(ctx, "runner: fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
@@ -545,9 +550,26 @@ func (r *Runner) ackLoop() {
 			}
 		}
 		r.record(r.workCtx, r.log, func(ctx context.Context) error {
+			gen := r.restores.Load()
 			stale, err := r.cons.Ack(ctx, batch)
 			if err != nil {
 				return err
+			}
+			if len(stale) > 0 {
+				// Redis may have lost the jobs' entries with its data: a
+				// heartbeat finds out, and puts them back.
+				r.beat(ctx)
+				if r.restores.Load() != gen {
+					again := make([]queue.Done, 0, len(stale))
+					for _, d := range batch {
+						if slices.Contains(stale, d.Job.ID) {
+							again = append(again, d)
+						}
+					}
+					if stale, err = r.cons.Ack(ctx, again); err != nil {
+						return err
+					}
+				}
 			}
 			for _, id := range stale {
 				r.log.WarnContext(ctx, "runner: acknowledgement not applied: the job is not in flight here with this lease (acknowledged already by a retried call, or handed to a newer run)", slog.String("jid", id))
@@ -624,13 +646,15 @@ func (r *Runner) heartbeatLoop() {
 	}
 }
 
-// beat heartbeats; if the process had been presumed dead and reaped, it
-// abandons its runs (their jobs were handed to others) and is registered
-// again. It reports whether the heartbeat reached Redis.
+// beat heartbeats. If the process had been presumed dead and reaped, it
+// abandons its runs (their jobs were handed to others); if Redis lost its
+// data, it puts back the jobs the process holds (see restore). Either way
+// the process is registered again. It reports whether the heartbeat reached
+// Redis.
 func (r *Runner) beat(ctx context.Context) bool {
 	r.beatMu.Lock()
 	defer r.beatMu.Unlock()
-	alive, err := r.cons.Heartbeat(ctx, r.busy())
+	status, err := r.cons.Heartbeat(ctx, r.busy())
 	if err != nil {
 		// Failed beats are retried quickly: log one per interval.
 		if now := r.now(); ctx.Err() == nil && now.Sub(r.beatFailLogged) >= r.cons.Config().HeartbeatInterval {
@@ -640,10 +664,49 @@ func (r *Runner) beat(ctx context.Context) bool {
 		return false
 	}
 	r.beatFailLogged = time.Time{}
-	if !alive {
+	switch status {
+	case queue.BeatReaped:
 		r.leaseLost(ctx)
+	case queue.BeatDataLost:
+		r.restoreDue = true
+	}
+	if r.restoreDue {
+		r.restore(ctx, status == queue.BeatDataLost)
 	}
 	return true
+}
+
+// restore puts back the in-flight entries of the jobs this process holds,
+// after Redis lost them with its data, and has every run check its state
+// at its next item (and restore it if it is gone too). Until it succeeds, it
+// is tried again at every beat. r.beatMu is held.
+func (r *Runner) restore(ctx context.Context, first bool) {
+	r.mu.Lock()
+	held := make([]queue.HeldJob, 0, len(r.known))
+	for _, e := range r.known {
+		held = append(held, queue.HeldJob{Job: e.job, Started: !e.started.IsZero()})
+	}
+	r.mu.Unlock()
+	if first {
+		r.log.ErrorContext(ctx, "runner: Redis lost this process's registration and the records of the jobs it holds "+
+			"(restarted without persistence, failed over to a replica without them, or flushed); registered again, "+
+			"putting back the jobs it holds; jobs that were only in Redis (queued, scheduled) are gone",
+			slog.String("process", r.ProcessID()), slog.Int("jobs", len(held)))
+	}
+	n, err := r.cons.Restore(ctx, held)
+	if err != nil {
+		r.log.ErrorContext(ctx, "runner: could not put back the jobs this process holds; trying again at the next heartbeat", slog.Any("error", err))
+		return
+	}
+	r.restoreDue = false
+	r.mu.Lock()
+	for _, e := range r.known {
+		e.flags.Or(flagRestore)
+	}
+	r.mu.Unlock()
+	r.restores.Add(1)
+	r.log.WarnContext(ctx, "runner: put back the jobs this process holds; they go on running here",
+		slog.Int("jobs", len(held)), slog.Int("restored", n))
 }
 
 // leaseLost stops every run: the process was presumed dead and its jobs

@@ -14,6 +14,7 @@
 //	p idle:<queue>       flag: a worker found <queue> empty and waits for a notification
 //	p notify             pub/sub channel: a queue got work (message = queue name)
 //	p events             pub/sub channel: lifecycle events as JSON
+//	p epoch              random token set by the first process to beat: gone or changed means Redis lost the data
 //	p leases             the last lease number handed out (a hybrid clock: see fetchScript)
 //	p inflight:<id>      hash: job id -> "<lease>|<envelope>" for each job a process holds
 //	p started:<id>       hash: job id -> lease, for the recovered jobs a process started
@@ -66,6 +67,7 @@ func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
 func (k Keys) Started(id string) string        { return k.p + "started:" + id }
 func (k Keys) Cancels() string                 { return k.p + "cancels" }
 func (k Keys) Leases() string                  { return k.p + "leases" }
+func (k Keys) Epoch() string                   { return k.p + "epoch" }
 func (k Keys) Iter(jid string) string          { return k.p + "it:" + jid }
 func (k Keys) Stat(name string) string         { return k.p + "stat:" + name }
 func (k Keys) StatDay(name, day string) string { return k.p + "stat:" + name + ":" + day }

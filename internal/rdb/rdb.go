@@ -202,25 +202,68 @@ type Beat struct {
 	// lives ("" for none: only DeadAfter tells it is dead).
 	Alive    string
 	Interval time.Duration // the process's heartbeat interval
+	// Epoch is the namespace's epoch as the process knows it ("" before its
+	// first beat); NewEpoch is set as the epoch if there is none.
+	Epoch, NewEpoch string
 }
 
-// Heartbeat records b's process as alive; false means it had been reaped.
-// It returns the server's time.
-func (db *DB) Heartbeat(ctx context.Context, b Beat) (bool, time.Time, error) {
+// Heartbeat statuses.
+const (
+	BeatReaped   = 0 // presumed dead and reaped: its jobs went to others
+	BeatAlive    = 1 // registered, as it was
+	BeatDataLost = 2 // Redis lost its registration with the namespace's data
+)
+
+// BeatReply is what a heartbeat found.
+type BeatReply struct {
+	Status int
+	Now    time.Time // the server's time
+	Epoch  string    // the namespace's epoch
+}
+
+// Heartbeat records b's process as alive (see heartbeatScript).
+func (db *DB) Heartbeat(ctx context.Context, b Beat) (BeatReply, error) {
 	f := "0"
 	if b.First {
 		f = "1"
 	}
-	res, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(b.ProcID), db.Keys.Started(b.ProcID)},
+	res, err := heartbeatScript.Run(ctx, db.C,
+		[]string{db.Keys.Procs(), db.Keys.Proc(b.ProcID), db.Keys.Started(b.ProcID), db.Keys.Epoch()},
 		b.ProcID, b.Info, b.Busy, int64(b.TTL.Seconds())+1, f, int64(StartedTTL(b.TTL).Seconds()),
-		b.Alive, b.Interval.Milliseconds()).Slice()
+		b.Alive, b.Interval.Milliseconds(), b.Epoch, b.NewEpoch).Slice()
 	if err != nil {
-		return false, time.Time{}, err
+		return BeatReply{}, err
 	}
-	if len(res) != 2 {
-		return false, time.Time{}, fmt.Errorf("rdb: heartbeat returned %d values", len(res))
+	if len(res) != 3 {
+		return BeatReply{}, fmt.Errorf("rdb: heartbeat returned %d values", len(res))
 	}
-	return toInt(res[0]) == 1, time.UnixMilli(toInt(res[1])), nil
+	return BeatReply{Status: int(toInt(res[0])), Now: time.UnixMilli(toInt(res[1])), Epoch: toString(res[2])}, nil
+}
+
+// Held is a job a process holds, to put back in its in-flight hash.
+type Held struct {
+	ID       string
+	Lease    int64
+	Envelope []byte
+	Started  bool // mark it started (a recovered job whose run started)
+}
+
+// Restore puts back procID's in-flight entries for the jobs it holds after
+// Redis lost them (see restoreScript). It returns how many it put back.
+func (db *DB) Restore(ctx context.Context, procID string, procTTL time.Duration, jobs []Held) (int, error) {
+	if len(jobs) == 0 {
+		return 0, nil
+	}
+	args := make([]any, 0, 1+4*len(jobs))
+	args = append(args, int64(StartedTTL(procTTL).Seconds()))
+	for _, j := range jobs {
+		st := "0"
+		if j.Started {
+			st = "1"
+		}
+		args = append(args, j.ID, j.Lease, j.Envelope, st)
+	}
+	return restoreScript.Run(ctx, db.C, []string{db.Keys.Inflight(procID), db.Keys.Started(procID), db.Keys.Leases()}, args...).Int()
 }
 
 // Reaped is what one Reap did.
@@ -326,6 +369,23 @@ func (db *DB) IterSave(ctx context.Context, jid string, run int64, ttl time.Dura
 	}
 	n, err := iterSaveScript.Run(ctx, db.C, []string{db.Keys.Iter(jid)}, args...).Int()
 	return n == 1, err
+}
+
+// IterRestore writes jid's whole state for run if jid has none (see
+// iterRestoreScript). restored is true when it wrote it; ok is false when
+// another run owns the state.
+func (db *DB) IterRestore(ctx context.Context, jid string, run int64, ttl time.Duration, executions int, firstStarted time.Time, fields []string) (restored, ok bool, err error) {
+	args := make([]any, 0, 4+len(fields))
+	fs := int64(0)
+	if !firstStarted.IsZero() {
+		fs = Ms(firstStarted)
+	}
+	args = append(args, run, ttl.Milliseconds(), executions, fs)
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	n, err := iterRestoreScript.Run(ctx, db.C, []string{db.Keys.Iter(jid)}, args...).Int()
+	return n == 2, n > 0, err
 }
 
 // Token returns a random call token.

@@ -365,28 +365,80 @@ return {moved, next_due}
 // heartbeatScript records that a process is alive, on the Redis server's
 // clock (so hosts whose clocks disagree agree on who is late).
 //
-// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks
+// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks,
+// KEYS[4] the namespace's epoch
 // ARGV[1] process id, ARGV[2] info JSON, ARGV[3] busy JSON, ARGV[4] hash TTL
 // (s), ARGV[5] '1' on the first beat, ARGV[6] start marks TTL (s), ARGV[7]
 // the process's liveness channel ('' for none), ARGV[8] its heartbeat
-// interval (ms)
+// interval (ms), ARGV[9] the epoch the process knows ('' on the first beat),
+// ARGV[10] a new epoch, used if there is none (a fresh token every beat, so
+// an epoch set again after a loss differs from every epoch before)
 //
 // The liveness channel is a pub/sub channel the process stays subscribed to
 // (see reapScript); the process hash records it with the interval, so
 // reapers judge each process by its own settings.
 //
-// Returns {1, now (ms)}, or {0, now} when the process had been presumed dead
-// and reaped since its last beat (its in-flight jobs were handed to others).
+// The epoch is a random token set once (no TTL) by the first process to beat
+// in the namespace; every process learns it on its first beat. A process
+// that finds itself unregistered tells why by it: the epoch it knows still
+// there means another process reaped it (its in-flight jobs went to
+// others); the epoch gone or changed means Redis lost the namespace's data
+// (a restart without persistence, a failover to a replica without it, a
+// flush), its registration and in-flight jobs with it, and nobody else took
+// them.
+//
+// Returns {status, now (ms), epoch}: status 1 when the process was
+// registered, 0 when it had been presumed dead and reaped since its last
+// beat, 2 when Redis lost its registration with the data; it is registered
+// again in every case.
 var heartbeatScript = redis.NewScript(luaLib + `
 local now = server_ms()
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local epoch = redis.call('GET', KEYS[4])
+local lost = false
+if not epoch then
+  epoch, lost = ARGV[10], true
+  redis.call('SET', KEYS[4], epoch)
+end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('HSET', KEYS[2], 'info', ARGV[2], 'busy', ARGV[3], 'beat', now, 'alive', ARGV[7], 'hb', ARGV[8])
 redis.call('HDEL', KEYS[2], 'gone')
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[6])
-if not known and ARGV[5] ~= '1' then return {0, now} end
-return {1, now}
+local status = 1
+if not known and ARGV[5] ~= '1' then
+  if lost or (ARGV[9] ~= '' and ARGV[9] ~= epoch) then status = 2 else status = 0 end
+end
+return {status, now, epoch}
+`)
+
+// restoreScript puts back the in-flight entries of a process after Redis
+// lost them (see heartbeatScript), for the jobs the process still holds,
+// with their leases; an entry present is left alone. It raises the lease
+// counter to the highest lease restored, so no later lease repeats one, and
+// restores the start marks of recovered jobs the process started.
+//
+// KEYS[1] in-flight hash, KEYS[2] the process's start marks, KEYS[3] lease counter
+// ARGV[1] start marks TTL (s), then 4 per job: jid, lease, envelope, '1' to
+// mark it started
+//
+// Returns the number of entries put back.
+var restoreScript = redis.NewScript(`
+local n, top = 0, tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+local marked = false
+for i = 2, #ARGV - 3, 4 do
+  local jid, lease = ARGV[i], ARGV[i+1]
+  n = n + redis.call('HSETNX', KEYS[1], jid, lease .. '|' .. ARGV[i+2])
+  if ARGV[i+3] == '1' then
+    redis.call('HSETNX', KEYS[2], jid, lease)
+    marked = true
+  end
+  local l = tonumber(lease)
+  if l > top then top = l end
+end
+redis.call('SET', KEYS[3], string.format('%d', top))
+if marked then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return n
 `)
 
 // reapScript returns the in-flight jobs of dead processes to the head of
@@ -647,6 +699,29 @@ for i = 3, #ARGV do fv[#fv+1] = ARGV[i] end
 if #fv > 0 then redis.call('HSET', KEYS[1], unpack(fv)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
+`)
+
+// iterRestoreScript writes an iterable job's whole state, run included, if
+// the job has none: for a run whose state Redis lost (see heartbeatScript).
+// It is never used to create state otherwise.
+//
+// KEYS[1] state hash
+// ARGV[1] run, ARGV[2] TTL (ms), ARGV[3] executions, ARGV[4] first started
+// at (ms), then field, value pairs
+//
+// Returns 2 when it restored the state, 1 when the state is there and owned
+// by the run (nothing to do), 0 when another run owns it.
+var iterRestoreScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'run')
+if cur then
+  if cur == ARGV[1] then return 1 end
+  return 0
+end
+local fv = {'run', ARGV[1], 'executions', ARGV[3], 'first_started_at', ARGV[4]}
+for i = 5, #ARGV do fv[#fv+1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fv))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 2
 `)
 
 // forgiveScript sets to zero the recovery count of a job a run holds: the

@@ -8,7 +8,9 @@
 //   - "items" (iterable): enumerates enumerators.Range(0, n) and records each
 //     item with HINCRBY {ns}:crashtest:items:<jid> <item> 1, after sleeping
 //     -item-sleep. With crash_at set, item crash_at kills the process (a job
-//     that crashes its worker every time: a poison pill).
+//     that crashes its worker every time: a poison pill). With
+//     -retry-records, a record that fails (Redis is down) is tried again for
+//     up to a minute instead of failing the item.
 //   - "plain": records its start (HINCRBY {ns}:crashtest:starts <jid> 1 and
 //     RPUSH {ns}:crashtest:start-log:<jid> "<pid> <unix ms>"), sleeps
 //     sleep_ms from its arguments, then records its completion (HINCRBY
@@ -60,6 +62,7 @@ type items struct {
 	rdb   redis.UniversalClient
 	k     keys
 	sleep time.Duration
+	retry bool
 }
 
 func (j *items) BuildEnumerator(_ context.Context, a ItemsArgs, c *int64) (enumerators.Enumerator[int64, int64], error) {
@@ -78,7 +81,14 @@ func (j *items) EachIteration(ctx context.Context, a ItemsArgs, item int64) erro
 		time.Sleep(j.sleep)
 	}
 	info, _ := iterable.InfoFromContext(ctx)
-	return j.rdb.HIncrBy(ctx, j.k.items(info.JobID), strconv.FormatInt(item, 10), 1).Err()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := j.rdb.HIncrBy(ctx, j.k.items(info.JobID), strconv.FormatInt(item, 10), 1).Err()
+		if err == nil || !j.retry || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // plain is the plain job.
@@ -126,6 +136,7 @@ func run() error {
 		stopTO     = flag.Duration("shutdown-timeout", 10*time.Second, "shutdown timeout before a hard stop")
 		itemSleep  = flag.Duration("item-sleep", 0, "work time of each item of the iterable job")
 		maxRecov   = flag.Int("max-recoveries", 0, "recoveries from dead processes before a job is a poison pill (0: the default)")
+		retryRec   = flag.Bool("retry-records", false, "retry an item's record while Redis is down instead of failing the item")
 		backoff    = flag.Duration("backoff", 100*time.Millisecond, "wait before retrying a failed job")
 		level      = flag.String("log-level", "info", "debug, info, warn or error")
 	)
@@ -154,7 +165,7 @@ func run() error {
 
 	k := keys{p: "{" + *ns + "}:crashtest:"}
 	reg := runner.NewRegistry()
-	runner.RegisterIterable(reg, "items", &items{rdb: rdb, k: k, sleep: *itemSleep}, nil)
+	runner.RegisterIterable(reg, "items", &items{rdb: rdb, k: k, sleep: *itemSleep, retry: *retryRec}, nil)
 	runner.Register(reg, "plain", &plain{rdb: rdb, k: k}, nil)
 
 	b := *backoff
