@@ -56,6 +56,8 @@ type Runner struct {
 	beatFailLogged time.Time  // when a failed heartbeat was last logged
 	restoreDue     bool       // Redis lost this process's jobs and they are not all put back yet
 	restores       atomic.Int64
+	busyDirty      atomic.Bool   // the running jobs changed since the last heartbeat
+	busyCh         chan struct{} // signalled when busyDirty goes up
 
 	startOnce   sync.Once
 	started     atomic.Bool
@@ -118,6 +120,7 @@ func New(cfg Config) (*Runner, error) {
 		acks:     make(chan queue.Done, 4*cfg.Concurrency),
 		freed:    make(chan struct{}, fetchLoops),
 		known:    make(map[string]*execution),
+		busyCh:   make(chan struct{}, 1),
 	}
 	return r, nil
 }
@@ -460,6 +463,7 @@ func (r *Runner) work() {
 			r.releaseUnstarted(e)
 			continue
 		}
+		r.busyChanged()
 		if e.job.Recovered > 0 {
 			// Before any of its code runs: if this process dies now, the
 			// job may be why, and its next recovery must count.
@@ -528,6 +532,7 @@ func (r *Runner) forget(es ...*execution) {
 		}
 	}
 	r.mu.Unlock()
+	r.busyChanged()
 }
 
 // ackLoop acknowledges succeeded jobs in batches: whatever has piled up
@@ -583,6 +588,7 @@ func (r *Runner) ackLoop() {
 			}
 		}
 		r.mu.Unlock()
+		r.busyChanged()
 	}
 }
 
@@ -602,11 +608,29 @@ func (r *Runner) busy() []queue.BusyJob {
 	return out
 }
 
+// busyBeatGap is the shortest time between two heartbeats that the running
+// jobs changing brings forward: the jobs a process runs, as Processes shows
+// them, are at most this much behind (plus a round trip).
+const busyBeatGap = 250 * time.Millisecond
+
+// busyChanged records that a job started or finished, for the heartbeat
+// loop to show soon. Per job it costs an atomic load while a beat is due
+// anyway.
+func (r *Runner) busyChanged() {
+	if !r.busyDirty.Load() && r.busyDirty.CompareAndSwap(false, true) {
+		select {
+		case r.busyCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // heartbeatLoop says the process is alive and reaps dead ones: a beat every
 // HeartbeatInterval (and sooner after a failed one, so that a process cut
 // off from Redis for a moment is seen alive again as soon as Redis answers),
-// and a reap twice per interval, plus one when a reap asks to confirm a
-// process dead.
+// one more when the running jobs change (at most one per busyBeatGap), and a
+// reap twice per interval, plus one when a reap asks to confirm a process
+// dead.
 func (r *Runner) heartbeatLoop() {
 	ctx := r.bgCtx
 	hb := r.cons.Config().HeartbeatInterval
@@ -614,12 +638,21 @@ func (r *Runner) heartbeatLoop() {
 	defer beatT.Stop()
 	reapT := time.NewTimer(jitter(hb/2, 0.1))
 	defer reapT.Stop()
+	var extraT *time.Timer
+	var extraC <-chan time.Time // armed while a beat for changed jobs waits
+	defer func() {
+		if extraT != nil {
+			extraT.Stop()
+		}
+	}()
+	lastBeat := r.now()
 	var retry time.Duration
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-beatT.C:
+			lastBeat = r.now()
 			if !r.beat(ctx) {
 				retry = min(max(2*retry, 50*time.Millisecond), hb/4)
 				beatT.Reset(retry)
@@ -633,6 +666,21 @@ func (r *Runner) heartbeatLoop() {
 			r.suspect = true
 			r.mu.Unlock()
 			r.sweepOrphans()
+		case <-r.busyCh:
+			if extraC != nil {
+				continue
+			}
+			wait := max(lastBeat.Add(busyBeatGap).Sub(r.now()), 0)
+			if extraT == nil {
+				extraT = time.NewTimer(wait)
+			} else {
+				extraT.Reset(wait)
+			}
+			extraC = extraT.C
+		case <-extraC:
+			extraC = nil
+			lastBeat = r.now()
+			r.beat(ctx)
 		case <-reapT.C:
 			if _, err := r.cons.Reap(ctx); err != nil && ctx.Err() == nil {
 				r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
@@ -654,6 +702,7 @@ func (r *Runner) heartbeatLoop() {
 func (r *Runner) beat(ctx context.Context) bool {
 	r.beatMu.Lock()
 	defer r.beatMu.Unlock()
+	r.busyDirty.Store(false) // changes from now on bring another beat
 	status, err := r.cons.Heartbeat(ctx, r.busy())
 	if err != nil {
 		// Failed beats are retried quickly: log one per interval.
