@@ -498,20 +498,17 @@ type redisServer struct {
 	port    int
 	dir     string
 	persist bool
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  bytes.Buffer
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	log     bytes.Buffer
 }
 
 // startRedisServer starts a redis-server on a free loopback port that
-// persists every write to an append-only file; it skips the test (fails it
-// under CI) when redis-server is not installed.
-func startRedisServer(t *testing.T) *redisServer { return startRedisServerPersisting(t, true) }
-
-// startRedisServerPersisting is startRedisServer, persisting nothing unless
-// persist is set: a restart then starts empty.
-func startRedisServerPersisting(t *testing.T, persist bool) *redisServer {
+// persists every write to an append-only file, or, unless persist is set,
+// nothing (a restart then starts empty). It skips the test (fails it under
+// CI) when redis-server is not installed.
+func startRedisServer(t *testing.T, persist bool) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "crashtest: redis-server is not on the PATH (apt-get install redis-server)"

@@ -24,7 +24,7 @@ func setupOwnRedis(t *testing.T) (*bundle, *redisServer) {
 // own, which persists nothing unless persist is set.
 func setupOwnRedisPersisting(t *testing.T, persist bool) (*bundle, *redisServer) {
 	t.Helper()
-	srv := startRedisServerPersisting(t, persist)
+	srv := startRedisServer(t, persist)
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
 	t.Cleanup(func() { _ = c.Close() })
 	return newBundle(t, srv.url(), c, testutil.Unique("t")), srv

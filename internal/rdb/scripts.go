@@ -369,8 +369,8 @@ return {moved, next_due}
 // KEYS[4] the namespace's epoch
 // ARGV[1] process id, ARGV[2] info JSON, ARGV[3] busy JSON, ARGV[4] hash TTL
 // (s), ARGV[5] '1' on the first beat, ARGV[6] start marks TTL (s), ARGV[7]
-// the process's liveness channel ('' for none), ARGV[8] its heartbeat
-// interval (ms), ARGV[9] the epoch the process knows ('' on the first beat),
+// the process's liveness channel (empty for none), ARGV[8] its heartbeat
+// interval (ms), ARGV[9] the epoch the process knows (empty on the first beat),
 // ARGV[10] a new epoch, used if there is none (a fresh token every beat, so
 // an epoch set again after a loss differs from every epoch before)
 //
