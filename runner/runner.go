@@ -715,6 +715,7 @@ func (r *Runner) beat(ctx context.Context) bool {
 	r.beatFailLogged = time.Time{}
 	switch status {
 	case queue.BeatReaped:
+		r.restoreDue = false // its jobs are others' now: nothing to put back
 		r.leaseLost(ctx)
 	case queue.BeatDataLost:
 		r.restoreDue = true
