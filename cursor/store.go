@@ -83,6 +83,19 @@ type Store interface {
 	Delete(ctx context.Context, jid string) error
 }
 
+// Restorer is implemented by stores that can lose the state they hold
+// (RedisStore: a Redis restarted without persistence). The runner calls
+// Restore only for a run that learnt that the store lost its data, never to
+// create state otherwise: a Save of a state that is gone fails with
+// ErrStaleRun, as it must for a run whose job was handed on.
+type Restorer interface {
+	// Restore writes st, with run as its owner and st's Executions and
+	// FirstStartedAt, as jid's state if jid has none, and reports whether
+	// it did. State that run owns is left alone; state another run owns
+	// gives ErrStaleRun.
+	Restore(ctx context.Context, jid string, run int64, st State) (bool, error)
+}
+
 // Defaults for RedisConfig.
 const (
 	// StateTTLDefault is how long the state of an unfinished job lives after
@@ -157,6 +170,22 @@ func (s *RedisStore) Save(ctx context.Context, jid string, run int64, st State) 
 		return fmt.Errorf("%w: run %d of job %s", ErrStaleRun, run, jid)
 	}
 	return nil
+}
+
+// Restore implements Restorer.
+func (s *RedisStore) Restore(ctx context.Context, jid string, run int64, st State) (bool, error) {
+	ttl := s.cfg.StateTTL
+	if st.Status == StatusCompleted || st.Status == StatusCancelled {
+		ttl = s.cfg.CompletedTTL
+	}
+	restored, ok, err := s.db.IterRestore(ctx, jid, run, ttl, st.Executions, st.FirstStartedAt, encodeFields(st))
+	if err != nil {
+		return false, fmt.Errorf("cursor: restore run %d of %s: %w", run, jid, err)
+	}
+	if !ok {
+		return false, fmt.Errorf("%w: run %d of job %s", ErrStaleRun, run, jid)
+	}
+	return restored, nil
 }
 
 // Load implements Store.

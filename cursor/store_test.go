@@ -69,6 +69,22 @@ func storeContract(t *testing.T, s cursor.Store) {
 	// Save never claims: a run that did not Begin cannot write.
 	require.ErrorIs(t, s.Save(ctx, "job2", 1, st), cursor.ErrStaleRun)
 
+	// Leases are microsecond clock readings, about 1.8e15: runs one apart
+	// are told apart exactly (Lua prints such numbers with "%.14g").
+	const big = int64(1_795_842_162_744_872)
+	_, err = s.Begin(ctx, "job3", big)
+	require.NoError(t, err)
+	_, err = s.Begin(ctx, "job3", big+1)
+	require.NoError(t, err)
+	_, err = s.Begin(ctx, "job3", big+1)
+	require.ErrorIs(t, err, cursor.ErrStaleRun)
+	require.ErrorIs(t, s.Save(ctx, "job3", big, st), cursor.ErrStaleRun)
+	require.NoError(t, s.Save(ctx, "job3", big+1, st))
+	got, err = s.Load(ctx, "job3")
+	require.NoError(t, err)
+	require.Equal(t, big+1, got.Run)
+	require.NoError(t, s.Delete(ctx, "job3"))
+
 	require.NoError(t, s.Delete(ctx, "job1"))
 	_, err = s.Load(ctx, "job1")
 	require.ErrorIs(t, err, cursor.ErrNotFound)
@@ -117,4 +133,44 @@ func TestRedisStoreCorruptState(t *testing.T) {
 	r.Client.HSet(t.Context(), "{"+r.Namespace+"}:it:j", "items_processed", "lots")
 	_, err = s.Load(t.Context(), "j")
 	require.ErrorContains(t, err, "items_processed")
+}
+
+// Restore writes a run's whole state only where Redis lost it: it never
+// overwrites state, and never takes state another run owns.
+func TestRedisStoreRestore(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		s, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace})
+		require.NoError(t, err)
+		var _ cursor.Restorer = s
+		st, err := s.Begin(ctx, "j", 7)
+		require.NoError(t, err)
+		st.Cursor, st.ItemsProcessed, st.Started, st.Status = []byte("40"), 40, true, cursor.StatusRunning
+		st.LastCheckpointAt = time.Now()
+
+		restored, err := s.Restore(ctx, "j", 7, st)
+		require.NoError(t, err)
+		require.False(t, restored, "the run's own state is there: nothing to do")
+		_, err = s.Restore(ctx, "j", 6, st)
+		require.ErrorIs(t, err, cursor.ErrStaleRun)
+
+		require.NoError(t, r.Client.Del(ctx, "{"+r.Namespace+"}:it:j").Err()) // lost
+		require.ErrorIs(t, s.Save(ctx, "j", 7, st), cursor.ErrStaleRun, "Save never creates state")
+		restored, err = s.Restore(ctx, "j", 7, st)
+		require.NoError(t, err)
+		require.True(t, restored)
+		got, err := s.Load(ctx, "j")
+		require.NoError(t, err)
+		require.Equal(t, int64(7), got.Run)
+		require.Equal(t, 1, got.Executions)
+		require.Equal(t, st.FirstStartedAt.UnixMilli(), got.FirstStartedAt.UnixMilli())
+		require.JSONEq(t, "40", string(got.Cursor))
+		require.Equal(t, int64(40), got.ItemsProcessed)
+		require.True(t, got.Started)
+		require.Greater(t, r.Client.PTTL(ctx, "{"+r.Namespace+"}:it:j").Val(), time.Hour)
+		require.NoError(t, s.Save(ctx, "j", 7, got), "the run saves again")
+		_, err = s.Begin(ctx, "j", 8)
+		require.NoError(t, err, "and a later run claims it as usual")
+	})
 }

@@ -22,9 +22,13 @@ import (
 
 // Defaults for ConsumerConfig.
 const (
-	// HeartbeatIntervalDefault is how often a process says it is alive.
-	HeartbeatIntervalDefault = 5 * time.Second
-	// DeadAfterDefault is how long after its last heartbeat a process is
+	// HeartbeatIntervalDefault is how often a process says it is alive (and
+	// reaps dead ones, twice per interval). A process that died (its
+	// connections closed) is found dead about two intervals after its last
+	// beat; see Consumer.
+	HeartbeatIntervalDefault = time.Second
+	// DeadAfterDefault is how long after its last heartbeat a process that
+	// still holds its Redis connections (hung, stopped, partitioned) is
 	// presumed dead and its in-flight jobs are handed to live ones.
 	DeadAfterDefault = 30 * time.Second
 	// MaxRecoveriesDefault is how many times a job may be taken back from a
@@ -93,8 +97,8 @@ type ConsumerConfig struct {
 	// default.
 	HeartbeatInterval time.Duration
 	// DeadAfter: see DeadAfterDefault. Zero means the default; it must be at
-	// least twice HeartbeatInterval. It bounds how long clocks of worker
-	// hosts may disagree.
+	// least twice HeartbeatInterval. Heartbeats are timed by the Redis
+	// server's clock, so worker hosts' clocks need not agree.
 	DeadAfter time.Duration
 	// MaxRecoveries: see MaxRecoveriesDefault. Zero means the default.
 	MaxRecoveries int
@@ -186,11 +190,19 @@ func (c ConsumerConfig) validate() error {
 // most applications never use it directly.
 //
 // Fetching moves jobs atomically from a queue into this process's in-flight
-// set and gives each a new lease. The process heartbeats; when a process
-// stops heartbeating for DeadAfter, any live consumer returns its in-flight
-// jobs to the head of their queues (Reap). Every way a job leaves the
-// in-flight set (Ack, Requeue, Schedule, Retry, Kill, Cancelled) is
-// accepted only from the run holding the job's current lease.
+// set and gives each a new lease. The process heartbeats; any live consumer
+// returns the in-flight jobs of a dead process to the head of their queues
+// (Reap). A process is dead when it stops heartbeating for DeadAfter, or,
+// much sooner, when it stops heartbeating and its liveness connection is
+// gone: a started consumer stays subscribed to a channel of its own on its
+// notification connection, and when its process dies the kernel closes the
+// connection, so Redis drops the subscription at once. With the default
+// settings a killed process's jobs are running elsewhere about two seconds
+// after its death, while a hung or partitioned process, whose connection
+// stays open, keeps its jobs for DeadAfter. Every way a job leaves the
+// in-flight set (Ack, Requeue, Schedule, Retry, Kill, Cancelled) is accepted
+// only from the run holding the job's current lease, so a process reaped
+// while alive can finish nothing.
 type Consumer struct {
 	db   *rdb.DB
 	cfg  ConsumerConfig
@@ -201,12 +213,16 @@ type Consumer struct {
 
 	started time.Time
 
-	mu     sync.Mutex
-	ps     *redis.PubSub
-	wake   chan struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-	beaten bool
+	mu      sync.Mutex
+	ps      *redis.PubSub
+	alive   string // the liveness channel while subscribed
+	wake    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	beaten  bool
+	recheck time.Duration // asked for by the last Reap
+
+	epoch string // the namespace's epoch, learnt at the first beat
 }
 
 // NewConsumer returns a consumer on c, which it never closes.
@@ -240,20 +256,26 @@ func (c *Consumer) ProcessID() string { return c.cfg.ProcessID }
 // Config returns the consumer's configuration with defaults applied.
 func (c *Consumer) Config() ConsumerConfig { return c.cfg }
 
-// Start subscribes to work notifications and registers the process. Jobs
-// fetched after Start returns are covered by notifications.
+// Start subscribes to work notifications and to the process's liveness
+// channel, and registers the process. Jobs fetched after Start returns are
+// covered by notifications.
 func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ps != nil {
 		return errors.New("queue: consumer already started")
 	}
-	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify())
+	alive := c.db.Keys.Alive(c.cfg.ProcessID)
+	// Redis runs one SUBSCRIBE for both channels: once the first is
+	// confirmed, both are in place.
+	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify(), alive)
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
 		return fmt.Errorf("queue: subscribe to notifications: %w", err)
 	}
+	c.alive = alive
 	if _, err := c.heartbeat(ctx, nil, true); err != nil {
+		c.alive = ""
 		_ = ps.Close()
 		return err
 	}
@@ -314,7 +336,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	close(c.done)
 	err := c.ps.Close()
 	c.wg.Wait()
-	c.ps = nil
+	c.ps, c.alive = nil, ""
 	n, ierr := c.db.C.HLen(ctx, c.db.Keys.Inflight(c.cfg.ProcessID)).Result()
 	if ierr == nil && n == 0 {
 		pipe := c.db.C.TxPipeline()
@@ -590,58 +612,142 @@ type processInfo struct {
 	Extra     map[string]any `json:"extra,omitempty"`
 }
 
-// Heartbeat records the process as alive with the jobs it runs. It returns
-// false when the process had been presumed dead and reaped since its last
-// beat: its in-flight jobs were handed to other processes, so every run it
-// still has is stale.
-func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (bool, error) {
+// BeatStatus is what a heartbeat found.
+type BeatStatus int
+
+const (
+	// BeatAlive: the process was registered, as it should be.
+	BeatAlive BeatStatus = iota
+	// BeatReaped: the process had been presumed dead and reaped since its
+	// last beat (it stalled or was cut off longer than DeadAfter, or lost
+	// its liveness connection and missed its beats). Its in-flight jobs were
+	// handed to other processes, so every run it still has is stale.
+	BeatReaped
+	// BeatDataLost: Redis lost the process's registration with the
+	// namespace's data (a restart without persistence, a failover to a
+	// replica without the data, a flush). Nobody took its jobs: it should
+	// put them back with Restore and carry on. Jobs that were only in Redis
+	// (queued, scheduled) are gone.
+	BeatDataLost
+)
+
+func (s BeatStatus) String() string {
+	switch s {
+	case BeatAlive:
+		return "alive"
+	case BeatReaped:
+		return "reaped"
+	case BeatDataLost:
+		return "data lost"
+	}
+	return fmt.Sprintf("BeatStatus(%d)", int(s))
+}
+
+// Heartbeat records the process as alive with the jobs it runs, and
+// registers it again if it was not registered; the status says why it was
+// not. Heartbeats are timed by the Redis server's clock.
+func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (BeatStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.heartbeat(ctx, busy, !c.beaten)
 }
 
-func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (bool, error) {
+func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (BeatStatus, error) {
 	host, _ := os.Hostname()
 	info, err := json.Marshal(processInfo{
 		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: c.cfg.Queues,
 		Strict: c.cfg.StrictPriority, StartedAt: c.started, Extra: c.cfg.Info,
 	})
 	if err != nil {
-		return false, fmt.Errorf("queue: encode process info: %w", err)
+		return 0, fmt.Errorf("queue: encode process info: %w", err)
 	}
 	if busy == nil {
 		busy = []BusyJob{}
 	}
 	b, err := json.Marshal(busy)
 	if err != nil {
-		return false, fmt.Errorf("queue: encode busy jobs: %w", err)
+		return 0, fmt.Errorf("queue: encode busy jobs: %w", err)
 	}
-	alive, err := c.db.Heartbeat(ctx, c.cfg.ProcessID, c.now(), info, b, c.procTTL(), first)
+	reply, err := c.db.Heartbeat(ctx, rdb.Beat{
+		ProcID: c.cfg.ProcessID, Info: info, Busy: b, TTL: c.procTTL(), First: first,
+		Alive: c.alive, Interval: c.cfg.HeartbeatInterval,
+		Epoch: c.epoch, NewEpoch: NewID(),
+	})
 	if err != nil {
-		return false, fmt.Errorf("queue: heartbeat: %w", err)
+		return 0, fmt.Errorf("queue: heartbeat: %w", err)
 	}
 	c.beaten = true
-	return alive, nil
+	c.epoch = reply.Epoch
+	switch reply.Status {
+	case rdb.BeatReaped:
+		return BeatReaped, nil
+	case rdb.BeatDataLost:
+		return BeatDataLost, nil
+	}
+	return BeatAlive, nil
+}
+
+// HeldJob is a job this process holds, for Restore.
+type HeldJob struct {
+	Job *Job
+	// Started says its run has started (and, for a recovered job, was
+	// marked so: see MarkStarted).
+	Started bool
+}
+
+// Restore puts back this process's in-flight entries for the jobs it holds,
+// with their leases, after a heartbeat returned BeatDataLost: until then no
+// ack or finish of those jobs is accepted. Entries present are left alone.
+// It returns how many it put back.
+func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
+	held := make([]rdb.Held, 0, len(jobs))
+	for _, h := range jobs {
+		env, err := h.Job.encodeEnvelope()
+		if err != nil {
+			return 0, err
+		}
+		held = append(held, rdb.Held{ID: h.Job.ID, Lease: h.Job.Lease, Envelope: env, Started: h.Started && h.Job.Recovered > 0})
+	}
+	n, err := c.db.Restore(ctx, c.cfg.ProcessID, c.procTTL(), held)
+	if err != nil {
+		return 0, fmt.Errorf("queue: restore %d in-flight jobs: %w", len(jobs), err)
+	}
+	return n, nil
 }
 
 // procTTL is how long the process hash outlives the last heartbeat.
 func (c *Consumer) procTTL() time.Duration { return c.cfg.DeadAfter * 2 }
 
-// Reap returns the in-flight jobs of processes that missed their heartbeats
-// for DeadAfter to the head of their queues. It returns how many jobs it
-// recovered.
+// Reap returns the in-flight jobs of dead processes to the head of their
+// queues: processes that missed their heartbeats for DeadAfter, and those
+// that missed them for one and a half of their intervals and whose liveness
+// connection two reaps half an interval apart found gone (see Consumer). It
+// returns how many jobs it recovered. Call it twice per heartbeat interval,
+// and again after NextReap.
 func (c *Consumer) Reap(ctx context.Context) (int, error) {
-	n, procs, err := c.db.Reap(ctx, c.now().Add(-c.cfg.DeadAfter), c.cfg.ProcessID)
+	res, err := c.db.Reap(ctx, c.cfg.DeadAfter, c.cfg.HeartbeatInterval*3/2, c.cfg.ProcessID)
 	if err != nil {
 		return 0, fmt.Errorf("queue: reap: %w", err)
 	}
-	for _, p := range procs {
+	c.mu.Lock()
+	c.recheck = res.Recheck
+	c.mu.Unlock()
+	for _, p := range res.Procs {
 		c.log.WarnContext(ctx, "queue: reaped a dead process", slog.String("process", p))
 	}
-	if n > 0 {
-		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", n))
+	if res.Jobs > 0 {
+		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", res.Jobs))
 	}
-	return n, nil
+	return res.Jobs, nil
+}
+
+// NextReap returns how soon the last Reap asked to be run again (zero: no
+// sooner than usual): it found a process without its liveness connection,
+// to be confirmed dead by a later reap.
+func (c *Consumer) NextReap() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recheck
 }
 
 // Promote moves due jobs from the scheduled and retry sets to their queues

@@ -14,13 +14,21 @@
 // A Consumer, owned by a runner, fetches jobs crash-safely: one Lua call
 // moves up to n jobs, from all the consumer's queues in weighted or strict
 // order, into the process's in-flight hash with a new lease each. The
-// process heartbeats; a process that misses heartbeats for DeadAfter is
-// reaped by any live one and its jobs go back to the head of their queues,
-// without using an attempt (a job recovered more than MaxRecoveries times
-// is sent to the dead set as a poison pill; after its first recovery a job
-// counts only recoveries from processes that had started it, see
-// Consumer.MarkStarted). Every way a job leaves the
-// in-flight hash is accepted only from the run holding its current lease. An
+// process heartbeats (every second by default, on the Redis server's
+// clock); a dead process is reaped by any live one and its jobs go back to
+// the head of their queues, without using an attempt. A process that died
+// is found dead in about two heartbeats, by its liveness connection (a
+// pub/sub subscription Redis drops when the process's sockets close); one
+// that hangs with its connections open, after DeadAfter. A job recovered
+// more than MaxRecoveries times is sent to the dead set as a poison pill;
+// after its first recovery a job counts only recoveries from processes that
+// had started it (see Consumer.MarkStarted), and a run that made progress
+// is forgiven (Consumer.Forgive). Every way a job leaves the in-flight hash
+// is accepted only from the run holding its current lease; leases come from
+// a hybrid clock, so they stay unique even if Redis loses recent writes. A
+// process that Redis forgot with its data (a restart without persistence)
+// learns it at its next heartbeat and puts back the jobs it holds
+// (BeatDataLost, Consumer.Restore). An
 // idle consumer waits on a pub/sub notification, not a polling loop, so a
 // job starts within a millisecond or two of its enqueue.
 //

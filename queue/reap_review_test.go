@@ -43,9 +43,9 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 
 		// Its heartbeat reports the reap and registers it again; then it
 		// may fetch.
-		alive, err := b.cons.Heartbeat(ctx, nil)
+		status, err := b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.False(t, alive)
+		require.Equal(t, queue.BeatReaped, status)
 		jobs, err := b.cons.Fetch(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, jobs, 1)

@@ -34,7 +34,12 @@
 //   - end of the enumeration: save, OnComplete, OnStop(Completed), done.
 //
 // A run whose lease was taken over (its process was presumed dead) cannot
-// save or finish anything: the newer run owns the job.
+// save or finish anything: the newer run owns the job. A run of a job
+// recovered from a dead process also saves after its 1st, 2nd, 4th... item,
+// and its first save forgives the job's recoveries: a job that progresses
+// is never taken for a poison pill, however fast its workers die. If Redis
+// loses its data while a job runs, the run puts the job and its state back
+// and goes on.
 //
 // # Shutdown
 //

@@ -57,6 +57,7 @@ const (
 	flagCancel                        // the job was cancelled
 	flagMaxRuntime                    // the run reached its maximum runtime
 	flagLeaseLost                     // another run owns the job now
+	flagRestore                       // Redis lost its data: restore the run's state if gone
 )
 
 // execution is one run of one job.
@@ -264,12 +265,24 @@ func (r *Runner) record(ctx context.Context, log *slog.Logger, do func(context.C
 	ctx = context.WithoutCancel(ctx)
 	wait := 10 * time.Millisecond
 	var deadline time.Time
+	checked := false
 	for {
+		gen := r.restores.Load()
 		err := do(ctx)
 		if err == nil {
 			return
 		}
 		if errors.Is(err, queue.ErrLeaseLost) {
+			// The job's in-flight entry is gone: handed to a newer run, or
+			// lost by Redis with its data, which a heartbeat finds out (and
+			// then puts the entry back).
+			if !checked {
+				checked = true
+				r.beat(ctx)
+				if r.restores.Load() != gen {
+					continue
+				}
+			}
 			log.WarnContext(ctx, "runner: job finished by a stale run; left to its new owner", slog.Any("error", err))
 			return
 		}

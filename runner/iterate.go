@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/iterjob/iterjob/cursor"
@@ -53,6 +54,7 @@ type iteration[A, T, C any] struct {
 	lastRaw  []byte       // the last cursor encoded, saved by checkpoints
 	have     bool         // whether an item finished in this run
 	items    int64        // items finished in this run
+	forceAt  int64        // items after which a checkpoint is due (see recoveredRunCheckpoints)
 	began    time.Time
 	pr       enumerators.ProgressReporter[C]
 	built    bool // the enumerator was built; before, progress is the saved state's
@@ -131,6 +133,10 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 	it.pr, _ = enum.(enumerators.ProgressReporter[C])
 	it.built = true
 
+	it.forceAt = math.MaxInt64
+	if j.Recovered > 0 {
+		it.forceAt = 1 // see recoveredRunCheckpoints
+	}
 	it.timer = time.AfterFunc(it.r.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
 	defer it.timer.Stop()
 	maxRuntime := it.h.opts.MaxRuntime
@@ -180,9 +186,22 @@ func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcom
 	return outcome{}, true
 }
 
-// loop runs the items. Per item it costs the job's work, a cursor copy and
-// two atomic loads; everything else happens in attend, only when a flag is
-// up or the process is shutting down.
+// recoveredRunCheckpoints: a run of a job recovered from a dead process
+// checkpoints after its 1st, 2nd, 4th, 8th... item, besides the checkpoint
+// interval, and the first of those saves forgives the job's recoveries (see
+// save). So a run that finishes items makes that progress durable at once,
+// and its death is not counted against the job: workers dying faster than
+// the checkpoint interval (a crash loop caused by another job, a bad node)
+// never make a job that progresses a poison pill. A run that dies before
+// finishing an item is counted. A job that itself kills its worker at some
+// item still dies: each run saves at least half the way to that item, so
+// within a logarithmic number of runs the job resumes right at it, finishes
+// nothing, and its recoveries count up to MaxRecoveries.
+//
+// loop runs the items. Per item it costs the job's work, a cursor copy, two
+// atomic loads and a comparison; everything else happens in attend, only
+// when a flag is up, a checkpoint of a recovered run is due, or the process
+// is shutting down.
 //
 // A stop decided after an item (shutdown, maximum runtime, cancel) takes
 // effect when the enumerator offers the next item, which is then not
@@ -203,7 +222,7 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 		}
 		it.last, it.have = c, true
 		it.items++
-		if e.flags.Load() != 0 || sd.State() != shutdown.Running {
+		if e.flags.Load() != 0 || it.items >= it.forceAt || sd.State() != shutdown.Running {
 			if !it.attend(ctx) {
 				refused = true
 				return false
@@ -263,8 +282,14 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 	if it.stop != stopNone {
 		return true
 	}
-	if f&flagCheckpoint != 0 {
+	if f&flagRestore != 0 {
+		it.restore(ctx)
+	}
+	if f&flagCheckpoint != 0 || it.items >= it.forceAt {
 		it.e.flags.And(^flagCheckpoint)
+		if it.items >= it.forceAt {
+			it.forceAt = 2 * it.items
+		}
 		if err := it.encodeLast(); err != nil {
 			it.stop, it.err = stopError, err
 			return false
@@ -349,19 +374,68 @@ func (it *iteration[A, T, C]) cursor() *C {
 	return it.start
 }
 
-// save checkpoints the state.
+// save checkpoints the state. A save refused as stale may be Redis having
+// lost the state with its data: then the state is restored and saved.
 func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) error {
 	st := it.snapshot(ctx, status)
-	if err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st); err != nil {
+	err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+	if errors.Is(err, cursor.ErrStaleRun) && it.restoreIfLost(ctx) {
+		err = it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+	}
+	if err != nil {
 		return err
 	}
 	it.e.progress.Store(progressOf(st))
 	if it.have && it.e.job.Recovered > 0 {
-		// Progress saved: the crashes that recovered this job were not its
-		// fault, so they must not make it a poison pill.
+		// This run finished items since the job's last recovery, and saved
+		// them: the crashes before were not the job's fault, so they must
+		// not make it a poison pill (see recoveredRunCheckpoints).
 		if err := it.r.cons.Forgive(ctx, it.e.job); err != nil {
 			it.log.WarnContext(ctx, "runner: could not reset the job's recovery count", slog.Any("error", err))
 		}
+	}
+	return nil
+}
+
+// restoreIfLost reports whether a save refused as stale can be tried again:
+// Redis lost its data, as a heartbeat tells (it sets flagRestore on every
+// run when it finds that), and the run's state has been restored.
+func (it *iteration[A, T, C]) restoreIfLost(ctx context.Context) bool {
+	if it.e.flags.Load()&flagRestore == 0 {
+		it.r.beat(ctx)
+	}
+	if it.e.flags.Load()&flagRestore == 0 {
+		return false // the state belongs to a newer run
+	}
+	return it.restore(ctx) == nil
+}
+
+// restore writes the run's state as of now if Redis lost it (the store is a
+// cursor.Restorer), after a heartbeat found that Redis lost its data. The
+// state the store had is restored from what the run holds: the counters it
+// began with plus its own items, and the cursor after its last finished
+// item, so the run goes on without repeating or skipping anything.
+func (it *iteration[A, T, C]) restore(ctx context.Context) error {
+	it.e.flags.And(^flagRestore)
+	rs, ok := it.r.store.(cursor.Restorer)
+	if !ok {
+		return errors.New("runner: the store cannot restore lost state")
+	}
+	if err := it.encodeLast(); err != nil {
+		return err
+	}
+	st := it.snapshot(ctx, cursor.StatusRunning)
+	restored, err := rs.Restore(ctx, it.e.job.ID, it.e.job.Lease, st)
+	if err != nil {
+		if !errors.Is(err, cursor.ErrStaleRun) {
+			it.e.flags.Or(flagRestore) // try again at the next item
+		}
+		it.log.WarnContext(ctx, "runner: could not restore the job's state after Redis lost it", slog.Any("error", err))
+		return err
+	}
+	if restored {
+		it.log.WarnContext(ctx, "runner: restored the job's state, which Redis lost with its data, from this run; the run goes on",
+			slog.String("cursor", string(st.Cursor)), slog.Int64("items_processed", st.ItemsProcessed))
 	}
 	return nil
 }

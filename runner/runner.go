@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,13 @@ type Runner struct {
 	sweepPending bool                  // a sweep waits for the fetches in flight: no fetch may start
 	aheadOff     bool                  // fetch no more than free workers (the backlog went stale)
 	batches      []batchMark           // fetched batches still (partly) waiting, oldest first
+
+	beatMu         sync.Mutex // one heartbeat at a time
+	beatFailLogged time.Time  // when a failed heartbeat was last logged
+	restoreDue     bool       // Redis lost this process's jobs and they are not all put back yet
+	restores       atomic.Int64
+	busyDirty      atomic.Bool   // the running jobs changed since the last heartbeat
+	busyCh         chan struct{} // signalled when busyDirty goes up
 
 	startOnce   sync.Once
 	started     atomic.Bool
@@ -114,6 +122,7 @@ func New(cfg Config) (*Runner, error) {
 		acks:     make(chan queue.Done, 4*cfg.Concurrency),
 		freed:    make(chan struct{}, fetchLoops),
 		known:    make(map[string]*execution),
+		busyCh:   make(chan struct{}, 1),
 	}
 	return r, nil
 }
@@ -316,9 +325,11 @@ func (r *Runner) fetchLoop() {
 		r.signalFreed()
 		switch {
 		case errors.Is(err, queue.ErrReaped):
-			// Presumed dead while alive (a stall): heartbeat now, which
-			// abandons the runs handed to others and registers again.
-			r.log.ErrorContext(ctx, "runner: this process was presumed dead; registering again", slog.Any("error", err))
+			// Not registered: presumed dead while alive (a stall), or
+			// Redis lost its data. The heartbeat tells which, registers
+			// again, and abandons the runs handed to others or puts back
+			// the jobs Redis lost.
+			r.log.WarnContext(ctx, "runner: this process is not registered in Redis; heartbeating to register again", slog.Any("error", err))
 			r.beat(ctx)
 		case err != nil:
 			r.log.ErrorContext(ctx, "runner: fetch failed; retrying", slog.Any("error", err), slog.Duration("wait", wait))
@@ -466,6 +477,7 @@ func (r *Runner) work() {
 			r.releaseUnstarted(e)
 			continue
 		}
+		r.busyChanged()
 		if e.job.Recovered > 0 {
 			// Before any of its code runs: if this process dies now, the
 			// job may be why, and its next recovery must count.
@@ -534,6 +546,7 @@ func (r *Runner) forget(es ...*execution) {
 		}
 	}
 	r.mu.Unlock()
+	r.busyChanged()
 }
 
 // ackLoop acknowledges succeeded jobs in batches: whatever has piled up
@@ -556,9 +569,26 @@ func (r *Runner) ackLoop() {
 			}
 		}
 		r.record(r.workCtx, r.log, func(ctx context.Context) error {
+			gen := r.restores.Load()
 			stale, err := r.cons.Ack(ctx, batch)
 			if err != nil {
 				return err
+			}
+			if len(stale) > 0 {
+				// Redis may have lost the jobs' entries with its data: a
+				// heartbeat finds out, and puts them back.
+				r.beat(ctx)
+				if r.restores.Load() != gen {
+					again := make([]queue.Done, 0, len(stale))
+					for _, d := range batch {
+						if slices.Contains(stale, d.Job.ID) {
+							again = append(again, d)
+						}
+					}
+					if stale, err = r.cons.Ack(ctx, again); err != nil {
+						return err
+					}
+				}
 			}
 			for _, id := range stale {
 				r.log.WarnContext(ctx, "runner: acknowledgement not applied: the job is not in flight here with this lease (acknowledged already by a retried call, or handed to a newer run)", slog.String("jid", id))
@@ -572,6 +602,7 @@ func (r *Runner) ackLoop() {
 			}
 		}
 		r.mu.Unlock()
+		r.busyChanged()
 	}
 }
 
@@ -591,39 +622,155 @@ func (r *Runner) busy() []queue.BusyJob {
 	return out
 }
 
-// heartbeatLoop says the process is alive and reaps dead ones.
-func (r *Runner) heartbeatLoop() {
-	ctx := r.bgCtx
-	for {
-		sleep(ctx, jitter(r.cons.Config().HeartbeatInterval, 0.1))
-		if ctx.Err() != nil {
-			return
-		}
-		r.beat(ctx)
-		// The Redis client retries a command whose reply was lost, so a
-		// fetch may have run twice with one reply seen: sweep every beat.
-		r.mu.Lock()
-		r.suspect = true
-		r.mu.Unlock()
-		r.sweepOrphans()
-		if _, err := r.cons.Reap(ctx); err != nil {
-			r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
+// busyBeatGap is the shortest time between two heartbeats that the running
+// jobs changing brings forward: the jobs a process runs, as Processes shows
+// them, are at most this much behind (plus a round trip).
+const busyBeatGap = 250 * time.Millisecond
+
+// busyChanged records that a job started or finished, for the heartbeat
+// loop to show soon. Per job it costs an atomic load while a beat is due
+// anyway.
+func (r *Runner) busyChanged() {
+	if !r.busyDirty.Load() && r.busyDirty.CompareAndSwap(false, true) {
+		select {
+		case r.busyCh <- struct{}{}:
+		default:
 		}
 	}
 }
 
-// beat heartbeats; if the process had been presumed dead and reaped, it
-// abandons its runs (their jobs were handed to others) and is registered
-// again.
-func (r *Runner) beat(ctx context.Context) {
-	alive, err := r.cons.Heartbeat(ctx, r.busy())
+// heartbeatLoop says the process is alive and reaps dead ones: a beat every
+// HeartbeatInterval (and sooner after a failed one, so that a process cut
+// off from Redis for a moment is seen alive again as soon as Redis answers),
+// one more when the running jobs change (at most one per busyBeatGap), and a
+// reap twice per interval, plus one when a reap asks to confirm a process
+// dead.
+func (r *Runner) heartbeatLoop() {
+	ctx := r.bgCtx
+	hb := r.cons.Config().HeartbeatInterval
+	beatT := time.NewTimer(jitter(hb, 0.1))
+	defer beatT.Stop()
+	reapT := time.NewTimer(jitter(hb/2, 0.1))
+	defer reapT.Stop()
+	var extraT *time.Timer
+	var extraC <-chan time.Time // armed while a beat for changed jobs waits
+	defer func() {
+		if extraT != nil {
+			extraT.Stop()
+		}
+	}()
+	lastBeat := r.now()
+	var retry time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-beatT.C:
+			lastBeat = r.now()
+			if !r.beat(ctx) {
+				retry = min(max(2*retry, 50*time.Millisecond), hb/4)
+				beatT.Reset(retry)
+				continue
+			}
+			retry = 0
+			beatT.Reset(jitter(hb, 0.1))
+			// The Redis client retries a command whose reply was lost, so a
+			// fetch may have run twice with one reply seen: sweep every beat.
+			r.mu.Lock()
+			r.suspect = true
+			r.mu.Unlock()
+			r.sweepOrphans()
+		case <-r.busyCh:
+			if extraC != nil {
+				continue
+			}
+			wait := max(lastBeat.Add(busyBeatGap).Sub(r.now()), 0)
+			if extraT == nil {
+				extraT = time.NewTimer(wait)
+			} else {
+				extraT.Reset(wait)
+			}
+			extraC = extraT.C
+		case <-extraC:
+			extraC = nil
+			lastBeat = r.now()
+			r.beat(ctx)
+		case <-reapT.C:
+			if _, err := r.cons.Reap(ctx); err != nil && ctx.Err() == nil {
+				r.log.ErrorContext(ctx, "runner: reap failed", slog.Any("error", err))
+			}
+			next := jitter(hb/2, 0.1)
+			if d := r.cons.NextReap(); d > 0 && d+5*time.Millisecond < next {
+				next = d + 5*time.Millisecond
+			}
+			reapT.Reset(next)
+		}
+	}
+}
+
+// beat heartbeats. If the process had been presumed dead and reaped, it
+// abandons its runs (their jobs were handed to others); if Redis lost its
+// data, it puts back the jobs the process holds (see restore). Either way
+// the process is registered again. It reports whether the heartbeat reached
+// Redis.
+func (r *Runner) beat(ctx context.Context) bool {
+	r.beatMu.Lock()
+	defer r.beatMu.Unlock()
+	r.busyDirty.Store(false) // changes from now on bring another beat
+	status, err := r.cons.Heartbeat(ctx, r.busy())
 	if err != nil {
-		r.log.ErrorContext(ctx, "runner: heartbeat failed", slog.Any("error", err))
+		// Failed beats are retried quickly: log one per interval.
+		if now := r.now(); ctx.Err() == nil && now.Sub(r.beatFailLogged) >= r.cons.Config().HeartbeatInterval {
+			r.beatFailLogged = now
+			r.log.ErrorContext(ctx, "runner: heartbeat failed", slog.Any("error", err))
+		}
+		return false
+	}
+	r.beatFailLogged = time.Time{}
+	switch status {
+	case queue.BeatReaped:
+		r.restoreDue = false // its jobs are others' now: nothing to put back
+		r.leaseLost(ctx)
+	case queue.BeatDataLost:
+		r.restoreDue = true
+	}
+	if r.restoreDue {
+		r.restore(ctx, status == queue.BeatDataLost)
+	}
+	return true
+}
+
+// restore puts back the in-flight entries of the jobs this process holds,
+// after Redis lost them with its data, and has every run check its state
+// at its next item (and restore it if it is gone too). Until it succeeds, it
+// is tried again at every beat. r.beatMu is held.
+func (r *Runner) restore(ctx context.Context, first bool) {
+	r.mu.Lock()
+	held := make([]queue.HeldJob, 0, len(r.known))
+	for _, e := range r.known {
+		held = append(held, queue.HeldJob{Job: e.job, Started: !e.started.IsZero()})
+	}
+	r.mu.Unlock()
+	if first {
+		r.log.ErrorContext(ctx, "runner: Redis lost this process's registration and the records of the jobs it holds "+
+			"(restarted without persistence, failed over to a replica without them, or flushed); registered again, "+
+			"putting back the jobs it holds; jobs that were only in Redis (queued, scheduled) are gone",
+			slog.String("process", r.ProcessID()), slog.Int("jobs", len(held)))
+	}
+	n, err := r.cons.Restore(ctx, held)
+	if err != nil {
+		r.log.ErrorContext(ctx, "runner: could not put back the jobs this process holds; trying again at the next heartbeat", slog.Any("error", err))
 		return
 	}
-	if !alive {
-		r.leaseLost(ctx)
+	r.restoreDue = false
+	r.mu.Lock()
+	for _, e := range r.known {
+		e.flags.Or(flagRestore)
 	}
+	r.mu.Unlock()
+	r.restores.Add(1)
+	r.log.WarnContext(ctx, "runner: put back the jobs this process holds; they go on running here",
+		slog.Int("jobs", len(held)), slog.Int("restored", n))
 }
 
 // leaseLost stops every run: the process was presumed dead and its jobs

@@ -12,7 +12,8 @@
 // count afterwards what was done, and how often.
 //
 // The tests that restart Redis run their own redis-server on a free loopback
-// port with an append-only file synced on every write.
+// port with an append-only file synced on every write, or, to lose all its
+// data on a restart, with no persistence.
 //
 // # Running
 //

@@ -141,6 +141,13 @@ type workerOpts struct {
 	shutdownTimeout time.Duration
 	itemSleep       time.Duration
 	maxRecoveries   int
+	// retryRecords makes the iterable job retry its records while Redis is
+	// down instead of failing the item.
+	retryRecords bool
+	// libraryRecovery runs the worker with the library's default
+	// HeartbeatInterval and DeadAfter instead of the worker's short ones
+	// (heartbeat and deadAfter must then be zero).
+	libraryRecovery bool
 }
 
 // worker is one running worker process.
@@ -169,12 +176,19 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	if o.concurrency != 0 {
 		args = append(args, "-concurrency", strconv.Itoa(o.concurrency))
 	}
+	if o.retryRecords {
+		args = append(args, "-retry-records")
+	}
 	if o.maxRecoveries != 0 {
 		args = append(args, "-max-recoveries", strconv.Itoa(o.maxRecoveries))
 	}
 	addDur("checkpoint", o.checkpoint)
 	addDur("heartbeat", o.heartbeat)
 	addDur("dead-after", o.deadAfter)
+	if o.libraryRecovery {
+		require.Zero(t, o.heartbeat+o.deadAfter, "libraryRecovery takes the library's heartbeat and DeadAfter")
+		args = append(args, "-heartbeat", "0s", "-dead-after", "0s")
+	}
 	addDur("shutdown-timeout", o.shutdownTimeout)
 	addDur("item-sleep", o.itemSleep)
 
@@ -478,20 +492,23 @@ func (b *bundle) requireDrained() {
 }
 
 // redisServer is a redis-server of a test's own, persisting every write to
-// an append-only file.
+// an append-only file, or nothing.
 type redisServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  bytes.Buffer
+	t       *testing.T
+	port    int
+	dir     string
+	persist bool
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	log     bytes.Buffer
 }
 
-// startRedisServer starts a redis-server on a free loopback port; it skips
-// the test (fails it under CI) when redis-server is not installed.
-func startRedisServer(t *testing.T) *redisServer {
+// startRedisServer starts a redis-server on a free loopback port that
+// persists every write to an append-only file, or, unless persist is set,
+// nothing (a restart then starts empty). It skips the test (fails it under
+// CI) when redis-server is not installed.
+func startRedisServer(t *testing.T, persist bool) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "crashtest: redis-server is not on the PATH (apt-get install redis-server)"
@@ -504,7 +521,7 @@ func startRedisServer(t *testing.T) *redisServer {
 	require.NoError(t, err)
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
-	s := &redisServer{t: t, port: port, dir: t.TempDir()}
+	s := &redisServer{t: t, port: port, dir: t.TempDir(), persist: persist}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -523,8 +540,13 @@ func (s *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 // answers.
 func (s *redisServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "")
+	args := []string{"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1", "--dir", s.dir, "--save", ""}
+	if s.persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command("redis-server", args...)
 	s.cmd.Stdout, s.cmd.Stderr = &lockedWriter{s}, &lockedWriter{s}
 	dieWithTest(s.cmd)
 	require.NoError(s.t, s.cmd.Start())

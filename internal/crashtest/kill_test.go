@@ -137,11 +137,13 @@ func TestKill9IterableJobResumesFromItsLastCheckpoint(t *testing.T) {
 }
 
 // A plain job in flight when its worker is killed runs again in another
-// worker process once the dead one misses its heartbeats for DeadAfter, not
-// before: started twice, completed once.
-func TestKill9PlainJobRunsAgainAfterDeadAfter(t *testing.T) {
+// worker process once the dead one is found dead: the kill closed its
+// liveness connection, so that takes about two heartbeats (silent for one
+// and a half, confirmed half a heartbeat later), not DeadAfter. Started
+// twice, completed once.
+func TestKill9PlainJobRunsAgainOnceItsWorkerIsFoundDead(t *testing.T) {
 	b := setup(t)
-	const dead = 1500 * time.Millisecond
+	const dead = 30 * time.Second
 	opts := workerOpts{concurrency: 1, heartbeat: heartbeat, deadAfter: dead, shutdownTimeout: stopTimeout}
 	jid := b.enqueue("plain", map[string]int{"sleep_ms": 2500})
 	wA := b.startWorker(opts)
@@ -157,31 +159,78 @@ func TestKill9PlainJobRunsAgainAfterDeadAfter(t *testing.T) {
 	testutil.Eventually(t, waitLong, func() bool { return b.hashCounts(b.completionsKey())[jid] == 1 }, "job %s to complete", jid)
 	require.Equal(t, int64(2), b.hashCounts(b.startsKey())[jid], "starts")
 	require.Equal(t, int64(1), b.hashCounts(b.completionsKey())[jid], "completions")
-	starts, err := b.rdb.LRange(context.Background(), b.startLogKey(jid), 0, -1).Result()
-	require.NoError(t, err)
-	require.Len(t, starts, 2)
-	pids, times := make([]int, 2), make([]time.Time, 2)
-	for i, s := range starts {
-		pid, ms, ok := strings.Cut(s, " ")
-		require.True(t, ok, s)
-		pids[i], err = strconv.Atoi(pid)
-		require.NoError(t, err)
-		n, err := strconv.ParseInt(ms, 10, 64)
-		require.NoError(t, err)
-		times[i] = time.UnixMilli(n)
-	}
+	pids, times := b.startLog(jid)
 	require.Equal(t, []int{wA.cmd.Process.Pid, wB.cmd.Process.Pid}, pids, "first run in the killed worker, second in the other")
-	require.False(t, times[1].Before(lastBeat.Add(dead)),
-		"the job ran again %s after the dead worker's last heartbeat, before DeadAfter (%s)", times[1].Sub(lastBeat), dead)
-	t.Logf("killed %s after its last heartbeat; the job ran again %s after the kill (%s after the last heartbeat; DeadAfter %s)",
+	again := times[1].Sub(lastBeat)
+	// Millisecond clocks: allow them a few milliseconds.
+	require.GreaterOrEqual(t, again, 2*heartbeat-10*time.Millisecond,
+		"the job ran again %s after the dead worker's last heartbeat, before it could be found dead", again)
+	require.Less(t, again, dead/3, "the dead worker was found dead by its heartbeat alone (DeadAfter %s)", dead)
+	t.Logf("killed %s after its last heartbeat; the job ran again %s after the kill (%s after the last heartbeat; heartbeat %s, DeadAfter %s)",
 		killedAt.Sub(lastBeat).Round(time.Millisecond), times[1].Sub(killedAt).Round(time.Millisecond),
-		times[1].Sub(lastBeat).Round(time.Millisecond), dead)
+		again.Round(time.Millisecond), heartbeat, dead)
 
 	_, err = b.rdb.ZScore(context.Background(), b.keys.Procs(), wA.id).Result()
 	require.Error(t, err, "the dead process must be unregistered once reaped")
 	wB.signal(syscall.SIGTERM)
 	wB.requireCleanExit(stopTimeout)
 	b.requireDrained()
+}
+
+// A stopped worker (SIGSTOP: hung, as far as anyone can tell) keeps its
+// Redis connections open, liveness connection included, so it keeps its job
+// until DeadAfter; then another process runs the job. Woken up (SIGCONT),
+// it learns at its next heartbeat that it was reaped and abandons its run:
+// the job completes once, in the other worker.
+func TestSIGSTOPWorkerKeepsItsJobUntilDeadAfter(t *testing.T) {
+	b := setup(t)
+	const dead = 3 * time.Second
+	opts := workerOpts{concurrency: 1, heartbeat: heartbeat, deadAfter: dead, shutdownTimeout: stopTimeout}
+	// Long enough that the stopped run, once woken, is still sleeping when
+	// its heartbeat tells it the job is someone else's.
+	jid := b.enqueue("plain", map[string]int{"sleep_ms": 10_000})
+	wA := b.startWorker(opts)
+	testutil.Eventually(t, waitLong, func() bool { return b.hashCounts(b.startsKey())[jid] == 1 }, "job %s to start", jid)
+	wB := b.startWorker(opts)
+
+	wA.signal(syscall.SIGSTOP)
+	beat, err := b.rdb.ZScore(context.Background(), b.keys.Procs(), wA.id).Result()
+	require.NoError(t, err)
+	lastBeat := time.UnixMilli(int64(beat))
+	testutil.Eventually(t, waitLong, func() bool { return b.hashCounts(b.startsKey())[jid] == 2 }, "job %s to run again", jid)
+	pids, times := b.startLog(jid)
+	require.Equal(t, []int{wA.cmd.Process.Pid, wB.cmd.Process.Pid}, pids)
+	again := times[1].Sub(lastBeat)
+	require.GreaterOrEqual(t, again, dead-10*time.Millisecond, "the job of a hung worker ran again %s after its last heartbeat, before DeadAfter", again)
+	t.Logf("the stopped worker's job ran again %s after its last heartbeat (DeadAfter %s)", again.Round(time.Millisecond), dead)
+
+	wA.signal(syscall.SIGCONT)
+	testutil.Eventually(t, waitLong, func() bool { return wA.logCount("presumed dead") > 0 }, "the woken worker to learn it was reaped")
+	testutil.Eventually(t, waitLong, func() bool { return b.hashCounts(b.completionsKey())[jid] == 1 }, "job %s to complete", jid)
+	for _, w := range []*worker{wA, wB} {
+		w.signal(syscall.SIGTERM)
+		w.requireCleanExit(stopTimeout)
+	}
+	require.Equal(t, int64(1), b.hashCounts(b.completionsKey())[jid], "completed once")
+	b.requireDrained()
+}
+
+// startLog returns the pid and time of each start of the plain job jid.
+func (b *bundle) startLog(jid string) ([]int, []time.Time) {
+	b.t.Helper()
+	starts, err := b.rdb.LRange(context.Background(), b.startLogKey(jid), 0, -1).Result()
+	require.NoError(b.t, err)
+	pids, times := make([]int, len(starts)), make([]time.Time, len(starts))
+	for i, s := range starts {
+		pid, ms, ok := strings.Cut(s, " ")
+		require.True(b.t, ok, s)
+		pids[i], err = strconv.Atoi(pid)
+		require.NoError(b.t, err)
+		n, err := strconv.ParseInt(ms, 10, 64)
+		require.NoError(b.t, err)
+		times[i] = time.UnixMilli(n)
+	}
+	return pids, times
 }
 
 // 10,000 short plain jobs at concurrency 10; the worker is killed several

@@ -13,10 +13,18 @@ import (
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
-// setupOwnRedis returns a bundle on a redis-server of the test's own.
+// setupOwnRedis returns a bundle on a redis-server of the test's own, which
+// persists every write.
 func setupOwnRedis(t *testing.T) (*bundle, *redisServer) {
 	t.Helper()
-	srv := startRedisServer(t)
+	return setupOwnRedisPersisting(t, true)
+}
+
+// setupOwnRedisPersisting returns a bundle on a redis-server of the test's
+// own, which persists nothing unless persist is set.
+func setupOwnRedisPersisting(t *testing.T, persist bool) (*bundle, *redisServer) {
+	t.Helper()
+	srv := startRedisServer(t, persist)
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", srv.port)})
 	t.Cleanup(func() { _ = c.Close() })
 	return newBundle(t, srv.url(), c, testutil.Unique("t")), srv

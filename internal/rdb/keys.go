@@ -14,7 +14,8 @@
 //	p idle:<queue>       flag: a worker found <queue> empty and waits for a notification
 //	p notify             pub/sub channel: a queue got work (message = queue name)
 //	p events             pub/sub channel: lifecycle events as JSON
-//	p leases             counter: the last lease number handed out
+//	p epoch              random token set by the first process to beat: gone or changed means Redis lost the data
+//	p leases             the last lease number handed out (a hybrid clock: see fetchScript)
 //	p inflight:<id>      hash: job id -> "<lease>|<envelope>" for each job a process holds
 //	p started:<id>       hash: job id -> lease, for the recovered jobs a process started
 //	p scheduled          sorted set: ids of jobs due later, score = due time in ms
@@ -24,8 +25,9 @@
 //	p cancels            sorted set: ids of jobs whose cancellation is pending, score = request time in ms
 //	p call:<token>       the reply of a script call, kept a minute, so a call the client retries is not applied twice
 //	p u:<hash>           string: the job id holding a uniqueness key (hash of the key)
-//	p procs              sorted set: worker processes, score = last heartbeat in ms
-//	p proc:<id>          hash: a process's info and busy jobs
+//	p procs              sorted set: worker processes, score = last heartbeat in ms (server time)
+//	p proc:<id>          hash: a process's info, busy jobs, liveness channel and heartbeat interval
+//	p alive:<id>         pub/sub channel a live process stays subscribed to (see reapScript)
 //	p it:<jid>           hash: an iterable job's state (cursor, counters, run)
 //	p stat:<name>        counters (processed, failed), p stat:<name>:<yyyy-mm-dd> per day
 package rdb
@@ -60,10 +62,12 @@ func (k Keys) Retry() string                   { return k.p + "retry" }
 func (k Keys) Dead() string                    { return k.p + "dead" }
 func (k Keys) Procs() string                   { return k.p + "procs" }
 func (k Keys) Proc(id string) string           { return k.p + "proc:" + id }
+func (k Keys) Alive(id string) string          { return k.p + "alive:" + id }
 func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
 func (k Keys) Started(id string) string        { return k.p + "started:" + id }
 func (k Keys) Cancels() string                 { return k.p + "cancels" }
 func (k Keys) Leases() string                  { return k.p + "leases" }
+func (k Keys) Epoch() string                   { return k.p + "epoch" }
 func (k Keys) Iter(jid string) string          { return k.p + "it:" + jid }
 func (k Keys) Stat(name string) string         { return k.p + "stat:" + name }
 func (k Keys) StatDay(name, day string) string { return k.p + "stat:" + name + ":" + day }

@@ -192,30 +192,108 @@ func (db *DB) Promote(ctx context.Context, now time.Time, limit int) (moved int,
 	return int(res[0]), res[1], nil
 }
 
-// Heartbeat records procID as alive; false means it had been reaped.
-func (db *DB) Heartbeat(ctx context.Context, procID string, now time.Time, info, busy []byte, ttl time.Duration, first bool) (bool, error) {
-	f := "0"
-	if first {
-		f = "1"
-	}
-	n, err := heartbeatScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Proc(procID), db.Keys.Started(procID)},
-		procID, Ms(now), info, busy, int64(ttl.Seconds())+1, f, int64(StartedTTL(ttl).Seconds())).Int()
-	return n == 1, err
+// Beat is one heartbeat of a process.
+type Beat struct {
+	ProcID     string
+	Info, Busy []byte
+	TTL        time.Duration // of the process hash
+	First      bool          // the process's first beat
+	// Alive is the pub/sub channel the process stays subscribed to while it
+	// lives ("" for none: only DeadAfter tells it is dead).
+	Alive    string
+	Interval time.Duration // the process's heartbeat interval
+	// Epoch is the namespace's epoch as the process knows it ("" before its
+	// first beat); NewEpoch is set as the epoch if there is none.
+	Epoch, NewEpoch string
 }
 
-// Reap recovers the in-flight jobs of processes last seen before cutoff.
-func (db *DB) Reap(ctx context.Context, cutoff time.Time, self string) (recovered int, procs []string, err error) {
-	res, err := reapScript.Run(ctx, db.C, []string{db.Keys.Procs()}, db.Keys.Prefix(), Ms(cutoff), self).Slice()
+// Heartbeat statuses.
+const (
+	BeatReaped   = 0 // presumed dead and reaped: its jobs went to others
+	BeatAlive    = 1 // registered, as it was
+	BeatDataLost = 2 // Redis lost its registration with the namespace's data
+)
+
+// BeatReply is what a heartbeat found.
+type BeatReply struct {
+	Status int
+	Now    time.Time // the server's time
+	Epoch  string    // the namespace's epoch
+}
+
+// Heartbeat records b's process as alive (see heartbeatScript).
+func (db *DB) Heartbeat(ctx context.Context, b Beat) (BeatReply, error) {
+	f := "0"
+	if b.First {
+		f = "1"
+	}
+	res, err := heartbeatScript.Run(ctx, db.C,
+		[]string{db.Keys.Procs(), db.Keys.Proc(b.ProcID), db.Keys.Started(b.ProcID), db.Keys.Epoch()},
+		b.ProcID, b.Info, b.Busy, int64(b.TTL.Seconds())+1, f, int64(StartedTTL(b.TTL).Seconds()),
+		b.Alive, b.Interval.Milliseconds(), b.Epoch, b.NewEpoch).Slice()
 	if err != nil {
-		return 0, nil, err
+		return BeatReply{}, err
 	}
-	if len(res) == 0 {
-		return 0, nil, fmt.Errorf("rdb: reap returned nothing")
+	if len(res) != 3 {
+		return BeatReply{}, fmt.Errorf("rdb: heartbeat returned %d values", len(res))
 	}
-	for _, v := range res[1:] {
-		procs = append(procs, toString(v))
+	return BeatReply{Status: int(toInt(res[0])), Now: time.UnixMilli(toInt(res[1])), Epoch: toString(res[2])}, nil
+}
+
+// Held is a job a process holds, to put back in its in-flight hash.
+type Held struct {
+	ID       string
+	Lease    int64
+	Envelope []byte
+	Started  bool // mark it started (a recovered job whose run started)
+}
+
+// Restore puts back procID's in-flight entries for the jobs it holds after
+// Redis lost them (see restoreScript). It returns how many it put back.
+func (db *DB) Restore(ctx context.Context, procID string, procTTL time.Duration, jobs []Held) (int, error) {
+	if len(jobs) == 0 {
+		return 0, nil
 	}
-	return int(toInt(res[0])), procs, nil
+	args := make([]any, 0, 1+4*len(jobs))
+	args = append(args, int64(StartedTTL(procTTL).Seconds()))
+	for _, j := range jobs {
+		st := "0"
+		if j.Started {
+			st = "1"
+		}
+		args = append(args, j.ID, j.Lease, j.Envelope, st)
+	}
+	return restoreScript.Run(ctx, db.C, []string{db.Keys.Inflight(procID), db.Keys.Started(procID), db.Keys.Leases()}, args...).Int()
+}
+
+// Reaped is what one Reap did.
+type Reaped struct {
+	Jobs  int      // jobs recovered
+	Procs []string // processes reaped
+	// Recheck, if positive, is when a process seen without its liveness
+	// connection may be confirmed dead by another reap.
+	Recheck time.Duration
+}
+
+// Reap recovers the in-flight jobs of dead processes (see reapScript):
+// silent for deadAfter, or for look and without their liveness connection.
+func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self string) (Reaped, error) {
+	res, err := reapScript.Run(ctx, db.C, []string{db.Keys.Procs()}, db.Keys.Prefix(),
+		deadAfter.Milliseconds(), self, look.Milliseconds()).Slice()
+	if err != nil {
+		return Reaped{}, err
+	}
+	if len(res) < 2 {
+		return Reaped{}, fmt.Errorf("rdb: reap returned %d values", len(res))
+	}
+	out := Reaped{Jobs: int(toInt(res[0]))}
+	if ms := toInt(res[1]); ms >= 0 {
+		out.Recheck = time.Duration(ms) * time.Millisecond
+	}
+	for _, v := range res[2:] {
+		out.Procs = append(out.Procs, toString(v))
+	}
+	return out, nil
 }
 
 // CancelChanged is what Cancel returns when the job waits in a set with
@@ -306,6 +384,23 @@ func (db *DB) IterSave(ctx context.Context, jid string, run int64, ttl time.Dura
 	}
 	n, err := iterSaveScript.Run(ctx, db.C, []string{db.Keys.Iter(jid)}, args...).Int()
 	return n == 1, err
+}
+
+// IterRestore writes jid's whole state for run if jid has none (see
+// iterRestoreScript). restored is true when it wrote it; ok is false when
+// another run owns the state.
+func (db *DB) IterRestore(ctx context.Context, jid string, run int64, ttl time.Duration, executions int, firstStarted time.Time, fields []string) (restored, ok bool, err error) {
+	args := make([]any, 0, 4+len(fields))
+	fs := int64(0)
+	if !firstStarted.IsZero() {
+		fs = Ms(firstStarted)
+	}
+	args = append(args, run, ttl.Milliseconds(), executions, fs)
+	for _, f := range fields {
+		args = append(args, f)
+	}
+	n, err := iterRestoreScript.Run(ctx, db.C, []string{db.Keys.Iter(jid)}, args...).Int()
+	return n == 2, n > 0, err
 }
 
 // Token returns a random call token.

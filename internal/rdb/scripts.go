@@ -5,7 +5,8 @@ import "github.com/redis/go-redis/v9"
 // How a job moves. A job travels as one envelope string (see Envelope):
 // queue lists hold envelopes; fetching pops them and records each in the
 // fetching process's in-flight hash as "<lease>|<envelope>", with a lease
-// number drawn from one counter, so leases grow with every run of a job.
+// number from a hybrid clock (see fetchScript), so leases grow with every run
+// of a job, even across a Redis that lost recent writes.
 // Every way out of the in-flight hash (ack, requeue, schedule, retry, dead,
 // cancel, release) checks that entry's lease: only the run holding the job's
 // current lease may finish it. A process presumed dead loses its whole
@@ -91,6 +92,11 @@ local function cancelled_event(jid, env, at)
   end
   return cjson.encode(ev)
 end
+-- server_ms is the Redis server's time in milliseconds.
+local function server_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local function bump_stat(p, name, day, n)
   redis.call('INCRBY', p .. 'stat:' .. name, n)
   local dk = p .. 'stat:' .. name .. ':' .. day
@@ -157,7 +163,20 @@ return remember(p, ARGV[3], out)
 `)
 
 // fetchScript moves up to n jobs from the given queues, in order, into the
-// process's in-flight hash, each with a new lease. When it finds nothing it
+// process's in-flight hash, each with a new lease.
+//
+// Leases are a hybrid clock: the next lease is the greater of the last one
+// handed out plus one and the Redis server's time in microseconds, and the
+// counter keeps the last. So leases grow with every run of a job, and if
+// Redis loses recent writes (a restart from an older snapshot, a failover to
+// a lagging replica) and its counter goes back, the clock still puts new
+// leases above every lease handed out before, as long as the server clock
+// did not step back by more than the writes lost. The counter leads the
+// clock only while more than one lease per microsecond is handed out. Leases
+// near 1.8e15 stay exact in Lua's doubles (below 2^53) but are formatted
+// with '%d': Lua would print them with "%.14g".
+//
+// When it finds nothing it
 // raises the idle flag of every queue it looked at, so the next enqueue to
 // one of them publishes a notification. A process that is not registered
 // (it was presumed dead and reaped) may not fetch until its next heartbeat
@@ -168,7 +187,7 @@ return remember(p, ARGV[3], out)
 // ARGV[1] prefix, ARGV[2] n, ARGV[3] process id, ARGV[4] now (RFC 3339, for
 // events), ARGV[5] '1' to publish events, ARGV[6..] queue names in the order to look
 //
-// Returns 2 values per job: lease, envelope. An envelope without an id is
+// Returns 2 values per job: lease (as a string), envelope. An envelope without an id is
 // filed under the id "bad-<lease>". Fails with ITERJOB_REAPED for an
 // unregistered process.
 var fetchScript = redis.NewScript(luaLib + `
@@ -204,10 +223,14 @@ if #got == 0 then
   for i = 6, #ARGV do redis.call('SET', p .. 'idle:' .. ARGV[i], '1') end
   return {}
 end
-local base = redis.call('INCRBY', KEYS[3], #got) - #got
+local t = redis.call('TIME')
+local base = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1
+local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+if last > base then base = last end
+redis.call('SET', KEYS[3], string.format('%d', base + #got))
 local out, fv = {}, {}
 for i, g in ipairs(got) do
-  local lease = base + i
+  local lease = string.format('%d', base + i)
   fv[#fv+1] = g[1] or ('bad-' .. lease)
   fv[#fv+1] = lease .. '|' .. g[2]
   out[#out+1] = lease
@@ -355,27 +378,100 @@ notify(p, woke)
 return {moved, next_due}
 `)
 
-// heartbeatScript records that a process is alive.
+// heartbeatScript records that a process is alive, on the Redis server's
+// clock (so hosts whose clocks disagree agree on who is late).
 //
-// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks
-// ARGV[1] process id, ARGV[2] now (ms), ARGV[3] info JSON, ARGV[4] busy JSON,
-// ARGV[5] hash TTL (s), ARGV[6] '1' on the first beat, ARGV[7] start marks TTL (s)
+// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks,
+// KEYS[4] the namespace's epoch
+// ARGV[1] process id, ARGV[2] info JSON, ARGV[3] busy JSON, ARGV[4] hash TTL
+// (s), ARGV[5] '1' on the first beat, ARGV[6] start marks TTL (s), ARGV[7]
+// the process's liveness channel (empty for none), ARGV[8] its heartbeat
+// interval (ms), ARGV[9] the epoch the process knows (empty on the first beat),
+// ARGV[10] a new epoch, used if there is none (a fresh token every beat, so
+// an epoch set again after a loss differs from every epoch before)
 //
-// Returns 1, or 0 when the process had been presumed dead and reaped since its
-// last beat (its in-flight jobs were handed to others).
-var heartbeatScript = redis.NewScript(`
+// The liveness channel is a pub/sub channel the process stays subscribed to
+// (see reapScript); the process hash records it with the interval, so
+// reapers judge each process by its own settings.
+//
+// The epoch is a random token set once (no TTL) by the first process to beat
+// in the namespace; every process learns it on its first beat. A process
+// that finds itself unregistered tells why by it: the epoch it knows still
+// there means another process reaped it (its in-flight jobs went to
+// others); the epoch gone or changed means Redis lost the namespace's data
+// (a restart without persistence, a failover to a replica without it, a
+// flush), its registration and in-flight jobs with it, and nobody else took
+// them.
+//
+// Returns {status, now (ms), epoch}: status 1 when the process was
+// registered, 0 when it had been presumed dead and reaped since its last
+// beat, 2 when Redis lost its registration with the data; it is registered
+// again in every case.
+var heartbeatScript = redis.NewScript(luaLib + `
+local now = server_ms()
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], 'info', ARGV[3], 'busy', ARGV[4], 'beat', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-if not known and ARGV[6] ~= '1' then return 0 end
-return 1
+local epoch = redis.call('GET', KEYS[4])
+local lost = false
+if not epoch then
+  epoch, lost = ARGV[10], true
+  redis.call('SET', KEYS[4], epoch)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], 'info', ARGV[2], 'busy', ARGV[3], 'beat', now, 'alive', ARGV[7], 'hb', ARGV[8])
+redis.call('HDEL', KEYS[2], 'gone')
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+local status = 1
+if not known and ARGV[5] ~= '1' then
+  if lost or (ARGV[9] ~= '' and ARGV[9] ~= epoch) then status = 2 else status = 0 end
+end
+return {status, now, epoch}
 `)
 
-// reapScript returns the in-flight jobs of processes whose last heartbeat is
-// older than the cutoff to the head of their queues, counting the recovery in
-// each envelope, and forgets those processes.
+// restoreScript puts back the in-flight entries of a process after Redis
+// lost them (see heartbeatScript), for the jobs the process still holds,
+// with their leases; an entry present is left alone. It raises the lease
+// counter to the highest lease restored, so no later lease repeats one, and
+// restores the start marks of recovered jobs the process started.
+//
+// KEYS[1] in-flight hash, KEYS[2] the process's start marks, KEYS[3] lease counter
+// ARGV[1] start marks TTL (s), then 4 per job: jid, lease, envelope, '1' to
+// mark it started
+//
+// Returns the number of entries put back.
+var restoreScript = redis.NewScript(`
+local n, top = 0, tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+local marked = false
+for i = 2, #ARGV - 3, 4 do
+  local jid, lease = ARGV[i], ARGV[i+1]
+  n = n + redis.call('HSETNX', KEYS[1], jid, lease .. '|' .. ARGV[i+2])
+  if ARGV[i+3] == '1' then
+    redis.call('HSETNX', KEYS[2], jid, lease)
+    marked = true
+  end
+  local l = tonumber(lease)
+  if l > top then top = l end
+end
+redis.call('SET', KEYS[3], string.format('%d', top))
+if marked then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+return n
+`)
+
+// reapScript returns the in-flight jobs of dead processes to the head of
+// their queues, counting the recovery in each envelope, and forgets those
+// processes. Times are the Redis server's.
+//
+// A process is dead when it has not beaten for DeadAfter (it died, hung or
+// lost Redis), or, much sooner, when its liveness connection is gone: each
+// consumer stays subscribed to a channel of its own, and when a process
+// dies the kernel closes its sockets, so Redis drops the subscription at
+// once (PUBSUB NUMSUB reads 0). A hung or partitioned process keeps its
+// connection and falls back to DeadAfter. As a live process whose pub/sub
+// connection is merely reconnecting (a Redis restart or failover) must not
+// be taken for dead, the quick path needs a process that missed its beats
+// (silent for 1.5 of its intervals) and was seen without a subscriber by two
+// reaps at least half an interval apart, with no beat in between (a beat
+// clears the mark the first reap leaves, field 'gone' of its hash).
 //
 // A recovery counts against a job only when the job may have been what
 // killed its process. Nothing says whether a job never recovered before was
@@ -386,37 +482,68 @@ return 1
 // died of something else is never taken for a poison pill.
 //
 // KEYS[1] procs set
-// ARGV[1] prefix, ARGV[2] cutoff (ms), ARGV[3] this process's id (never reaped)
+// ARGV[1] prefix, ARGV[2] DeadAfter (ms), ARGV[3] this process's id (never
+// reaped), ARGV[4] how long a process must be silent to be looked at (ms)
 //
-// Returns {jobs recovered, reaped process ids...}.
+// Returns {jobs recovered, ms until a process seen without its liveness
+// connection may be confirmed dead (-1: none pending), reaped process ids...}.
 var reapScript = redis.NewScript(luaLib + `
 local p, self = ARGV[1], ARGV[3]
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, 100)
-local out = {0}
+local now = server_ms()
+local dead_cut = now - tonumber(ARGV[2])
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]), 'WITHSCORES', 'LIMIT', 0, 100)
+local out = {0, -1}
 local woke = {}
-for _, id in ipairs(dead) do
-  if id ~= self then
-    local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
-    local all = redis.call('HGETALL', ik)
-    for i = 2, #all, 2 do
-      local lease, env = entry(all[i])
-      local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
-      local q = env and env_queue(env)
-      if head and q then
-        n = tonumber(n)
-        if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
-        env = head .. n .. tail
-        redis.call('LPUSH', p .. 'q:' .. q, env)
-        woke[q] = true
-      else
-        redis.call('HSET', p .. 'j:' .. all[i-1], 'env', env or all[i], 'err', '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
-        redis.call('ZADD', p .. 'dead', ARGV[2], all[i-1])
-      end
-      out[1] = out[1] + 1
+local function recheck(ms)
+  if ms < 1 then ms = 1 end
+  if out[2] < 0 or ms < out[2] then out[2] = ms end
+end
+local function reap(id)
+  local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
+  local all = redis.call('HGETALL', ik)
+  for i = 2, #all, 2 do
+    local lease, env = entry(all[i])
+    local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
+    local q = env and env_queue(env)
+    if head and q then
+      n = tonumber(n)
+      if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
+      env = head .. n .. tail
+      redis.call('LPUSH', p .. 'q:' .. q, env)
+      woke[q] = true
+    else
+      redis.call('HSET', p .. 'j:' .. all[i-1], 'env', env or all[i], 'err', '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
+      redis.call('ZADD', p .. 'dead', now, all[i-1])
     end
-    redis.call('DEL', ik, sk, p .. 'proc:' .. id)
-    redis.call('ZREM', KEYS[1], id)
-    out[#out+1] = id
+    out[1] = out[1] + 1
+  end
+  redis.call('DEL', ik, sk, p .. 'proc:' .. id)
+  redis.call('ZREM', KEYS[1], id)
+  out[#out+1] = id
+end
+for i = 1, #silent, 2 do
+  local id, beat = silent[i], tonumber(silent[i+1])
+  if id ~= self then
+    if beat <= dead_cut then
+      reap(id)
+    else
+      local pk = p .. 'proc:' .. id
+      local f = redis.call('HMGET', pk, 'alive', 'hb', 'gone')
+      local hb = tonumber(f[2] or '')
+      if f[1] and f[1] ~= '' and hb and beat <= now - 1.5 * hb then
+        local gone = tonumber(f[3] or '')
+        if redis.call('PUBSUB', 'NUMSUB', f[1])[2] > 0 then
+          if gone then redis.call('HDEL', pk, 'gone') end
+        elseif not gone then
+          redis.call('HSET', pk, 'gone', now)
+          recheck(hb / 2)
+        elseif now - gone >= hb / 2 then
+          reap(id)
+        else
+          recheck(gone + hb / 2 - now)
+        end
+      end
+    end
   end
 end
 notify(p, woke)
@@ -600,6 +727,29 @@ for i = 3, #ARGV do fv[#fv+1] = ARGV[i] end
 if #fv > 0 then redis.call('HSET', KEYS[1], unpack(fv)) end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
+`)
+
+// iterRestoreScript writes an iterable job's whole state, run included, if
+// the job has none: for a run whose state Redis lost (see heartbeatScript).
+// It is never used to create state otherwise.
+//
+// KEYS[1] state hash
+// ARGV[1] run, ARGV[2] TTL (ms), ARGV[3] executions, ARGV[4] first started
+// at (ms), then field, value pairs
+//
+// Returns 2 when it restored the state, 1 when the state is there and owned
+// by the run (nothing to do), 0 when another run owns it.
+var iterRestoreScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'run')
+if cur then
+  if cur == ARGV[1] then return 1 end
+  return 0
+end
+local fv = {'run', ARGV[1], 'executions', ARGV[3], 'first_started_at', ARGV[4]}
+for i = 5, #ARGV do fv[#fv+1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fv))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 2
 `)
 
 // forgiveScript sets to zero the recovery count of a job a run holds: the

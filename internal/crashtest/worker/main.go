@@ -7,7 +7,10 @@
 //
 //   - "items" (iterable): enumerates enumerators.Range(0, n) and records each
 //     item with HINCRBY {ns}:crashtest:items:<jid> <item> 1, after sleeping
-//     -item-sleep.
+//     -item-sleep. With crash_at set, item crash_at kills the process (a job
+//     that crashes its worker every time: a poison pill). With
+//     -retry-records, a record that fails (Redis is down) is tried again for
+//     up to a minute instead of failing the item.
 //   - "plain": records its start (HINCRBY {ns}:crashtest:starts <jid> 1 and
 //     RPUSH {ns}:crashtest:start-log:<jid> "<pid> <unix ms>"), sleeps
 //     sleep_ms from its arguments, then records its completion (HINCRBY
@@ -36,7 +39,8 @@ import (
 
 // ItemsArgs are the arguments of the "items" kind.
 type ItemsArgs struct {
-	N int64 `json:"n"`
+	N       int64  `json:"n"`
+	CrashAt *int64 `json:"crash_at,omitempty"`
 }
 
 // PlainArgs are the arguments of the "plain" kind.
@@ -58,18 +62,33 @@ type items struct {
 	rdb   redis.UniversalClient
 	k     keys
 	sleep time.Duration
+	retry bool
 }
 
 func (j *items) BuildEnumerator(_ context.Context, a ItemsArgs, c *int64) (enumerators.Enumerator[int64, int64], error) {
 	return enumerators.Range(0, a.N, c), nil
 }
 
-func (j *items) EachIteration(ctx context.Context, _ ItemsArgs, item int64) error {
+func (j *items) EachIteration(ctx context.Context, a ItemsArgs, item int64) error {
+	if a.CrashAt != nil && item == *a.CrashAt {
+		p, err := os.FindProcess(os.Getpid())
+		if err == nil {
+			err = p.Kill()
+		}
+		return fmt.Errorf("worker: could not kill itself at item %d: %v", item, err)
+	}
 	if j.sleep > 0 {
 		time.Sleep(j.sleep)
 	}
 	info, _ := iterable.InfoFromContext(ctx)
-	return j.rdb.HIncrBy(ctx, j.k.items(info.JobID), strconv.FormatInt(item, 10), 1).Err()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := j.rdb.HIncrBy(ctx, j.k.items(info.JobID), strconv.FormatInt(item, 10), 1).Err()
+		if err == nil || !j.retry || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // plain is the plain job.
@@ -112,11 +131,12 @@ func run() error {
 		procID     = flag.String("process-id", "", "process id in Redis, also the Redis client name (default: the runner's)")
 		conc       = flag.Int("concurrency", 10, "jobs run at once")
 		checkpoint = flag.Duration("checkpoint", 100*time.Millisecond, "checkpoint interval")
-		heartbeat  = flag.Duration("heartbeat", 200*time.Millisecond, "heartbeat interval")
-		deadAfter  = flag.Duration("dead-after", time.Second, "a process silent this long is presumed dead")
+		heartbeat  = flag.Duration("heartbeat", 200*time.Millisecond, "heartbeat interval (0: the library's default)")
+		deadAfter  = flag.Duration("dead-after", time.Second, "a process silent this long is presumed dead (0: the library's default)")
 		stopTO     = flag.Duration("shutdown-timeout", 10*time.Second, "shutdown timeout before a hard stop")
 		itemSleep  = flag.Duration("item-sleep", 0, "work time of each item of the iterable job")
 		maxRecov   = flag.Int("max-recoveries", 0, "recoveries from dead processes before a job is a poison pill (0: the default)")
+		retryRec   = flag.Bool("retry-records", false, "retry an item's record while Redis is down instead of failing the item")
 		backoff    = flag.Duration("backoff", 100*time.Millisecond, "wait before retrying a failed job")
 		level      = flag.String("log-level", "info", "debug, info, warn or error")
 	)
@@ -145,7 +165,7 @@ func run() error {
 
 	k := keys{p: "{" + *ns + "}:crashtest:"}
 	reg := runner.NewRegistry()
-	runner.RegisterIterable(reg, "items", &items{rdb: rdb, k: k, sleep: *itemSleep}, nil)
+	runner.RegisterIterable(reg, "items", &items{rdb: rdb, k: k, sleep: *itemSleep, retry: *retryRec}, nil)
 	runner.Register(reg, "plain", &plain{rdb: rdb, k: k}, nil)
 
 	b := *backoff

@@ -1,0 +1,192 @@
+package queue_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/queue"
+)
+
+// A process that dies loses its liveness connection with its other sockets:
+// it is reaped about two heartbeat intervals after its last beat, long before
+// DeadAfter. A process that stops beating but keeps its connection (hung,
+// SIGSTOPped, partitioned with its sockets open) keeps its jobs until
+// DeadAfter.
+func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		const hb = 100 * time.Millisecond
+		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		reaper := setup(t, r, cc)
+		victim := newConsumer(t, r, cc)
+		hung := newConsumer(t, r, cc)
+		params := []queue.Params{{Kind: "k"}, {Kind: "k"}}
+		_, err := reaper.client.EnqueueMany(ctx, params)
+		require.NoError(t, err)
+		vj, err := victim.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, vj, 1)
+		hj, err := hung.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, hj, 1)
+
+		// The victim dies: its connections close (Stop closes the pub/sub
+		// connection and, with a job in flight, leaves it registered) and
+		// it beats no more. The hung process beats no more either.
+		require.NoError(t, victim.Stop(ctx))
+		beat := r.Client.ZScore(ctx, reaper.key("procs"), victim.ProcessID()).Val()
+		lastBeat := time.UnixMilli(int64(beat))
+
+		// The first reap that finds it silent only marks it.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, err := reaper.cons.Heartbeat(ctx, nil)
+			require.NoError(t, err)
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n, "a process without its liveness connection is seen twice before it is reaped")
+			return reaper.cons.NextReap() > 0
+		}, "a reap to find the victim without its liveness connection")
+		require.NotEmpty(t, r.Client.HGet(ctx, reaper.key("proc:"+victim.ProcessID()), "gone").Val())
+		require.LessOrEqual(t, reaper.cons.NextReap(), hb/2)
+
+		// A later reap confirms it.
+		var reapedAt time.Time
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, err := reaper.cons.Heartbeat(ctx, nil)
+			require.NoError(t, err)
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			reapedAt = time.Now()
+			return n == 1
+		}, "the victim reaped")
+		t.Logf("reaped %s after its last beat (heartbeat %s, DeadAfter %s)", reapedAt.Sub(lastBeat).Round(time.Millisecond), hb, cc.DeadAfter)
+		require.GreaterOrEqual(t, reapedAt.Sub(lastBeat), 2*hb-5*time.Millisecond, "silent for 1.5 intervals, then confirmed half an interval later")
+		got, err := reaper.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, vj[0].ID, got[0].ID)
+
+		// The hung process, silent as long and longer, keeps its job.
+		require.NoError(t, r.Client.ZScore(ctx, reaper.key("procs"), hung.ProcessID()).Err(), "the hung process is still registered")
+		require.Equal(t, []string{hj[0].ID}, r.Client.HKeys(ctx, reaper.key("inflight:"+hung.ProcessID())).Val())
+		require.Empty(t, r.Client.HGet(ctx, reaper.key("proc:"+hung.ProcessID()), "gone").Val())
+	})
+}
+
+// A live process that keeps beating is never reaped, even without its
+// liveness connection (its pub/sub connection is reconnecting); one that
+// missed its beats and was seen without it is cleared by its next beat.
+func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		// Long enough that a loaded machine does not make the beats late.
+		const hb = time.Second
+		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		reaper := setup(t, r, cc)
+		db := rdb.New(r.Client, r.Namespace)
+		// A process that declares a liveness channel nobody subscribes to.
+		b := rdb.Beat{ProcID: "lonely", Info: []byte("{}"), Busy: []byte("[]"), TTL: time.Hour, First: true,
+			Alive: db.Keys.Alive("lonely"), Interval: hb, NewEpoch: "e"}
+		beat := func() {
+			reply, err := db.Heartbeat(ctx, b)
+			require.NoError(t, err)
+			require.Equal(t, rdb.BeatAlive, reply.Status, "never reaped")
+			b.First, b.Epoch = false, reply.Epoch
+		}
+		beat()
+		require.NoError(t, r.Client.HSet(ctx, db.Keys.Inflight("lonely"), "j", "1|x").Err())
+
+		// Beating on time, it is never even looked at.
+		deadline := time.Now().Add(5 * hb / 2)
+		for time.Now().Before(deadline) {
+			beat()
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			require.Zero(t, reaper.cons.NextReap())
+			time.Sleep(hb / 10) // the beat cadence, not a wait for a condition
+		}
+
+		// Silent, it is marked; its next beat clears the mark.
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			n, err := reaper.cons.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, n)
+			return reaper.cons.NextReap() > 0
+		}, "the silent process marked")
+		beat()
+		require.Empty(t, r.Client.HGet(ctx, db.Keys.Proc("lonely"), "gone").Val(), "a beat clears the mark")
+		n, err := reaper.cons.Reap(ctx)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.Zero(t, reaper.cons.NextReap())
+		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Inflight("lonely")).Val())
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Inflight("lonely"), db.Keys.Proc("lonely")).Err())
+	})
+}
+
+// A process that finds itself unregistered tells why: reaped by another
+// process (its jobs went to others), or Redis lost the namespace's data (a
+// restart without persistence, a flush): then nobody has its jobs, and it
+// puts back their in-flight entries, with their leases, so its runs can
+// finish them. Later leases exceed the restored ones.
+func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r, queue.ConsumerConfig{})
+		other := newConsumer(t, r, queue.ConsumerConfig{})
+		_, err := b.client.EnqueueMany(ctx, []queue.Params{{Kind: "k"}, {Kind: "k"}})
+		require.NoError(t, err)
+		jobs, err := b.cons.Fetch(ctx, 2)
+		require.NoError(t, err)
+		require.Len(t, jobs, 2)
+		status, err := b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatAlive, status)
+
+		// Redis loses everything in the namespace.
+		testutil.DeleteNamespace(ctx, r.Client, r.Namespace)
+		_, err = b.cons.Fetch(ctx, 1)
+		require.ErrorIs(t, err, queue.ErrReaped, "an unregistered process may not fetch")
+		require.ErrorIs(t, b.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost, "the entry is gone")
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatDataLost, status)
+		status, err = other.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatDataLost, status, "every process learns it, whoever beats first")
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatAlive, status, "registered again")
+
+		n, err := b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0], Started: true}, {Job: jobs[1]}})
+		require.NoError(t, err)
+		require.Equal(t, 2, n)
+		n, err = b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0]}})
+		require.NoError(t, err)
+		require.Zero(t, n, "an entry present is left alone")
+		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		require.NoError(t, err)
+		require.Empty(t, stale, "the run finishes its job")
+		require.NoError(t, b.cons.Requeue(ctx, jobs[1], nil))
+		again, err := b.cons.Fetch(ctx, 1)
+		require.NoError(t, err)
+		require.Len(t, again, 1)
+		require.Equal(t, jobs[1].ID, again[0].ID)
+		require.Greater(t, again[0].Lease, max(jobs[0].Lease, jobs[1].Lease))
+
+		// Reaped, by contrast: the epoch is still there.
+		require.NoError(t, r.Client.ZRem(ctx, b.key("procs"), b.cons.ProcessID()).Err())
+		status, err = b.cons.Heartbeat(ctx, nil)
+		require.NoError(t, err)
+		require.Equal(t, queue.BeatReaped, status)
+	})
+}
