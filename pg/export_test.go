@@ -3,6 +3,7 @@ package pg
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,6 +26,6 @@ func PushStaged(ctx context.Context, pool *pgxpool.Pool, schema string, client *
 	if len(jobs) == 0 {
 		return fmt.Errorf("nothing staged")
 	}
-	p := &clientPusher{c: client}
+	p := &clientPusher{c: client, log: slog.Default()}
 	return p.push(ctx, jobs)
 }

@@ -86,11 +86,19 @@ func (p *clientPusher) push(ctx context.Context, jobs []staged) error {
 	if err != nil {
 		return err
 	}
+	dups := 0
 	for i, r := range res {
+		if r.Duplicate {
+			dups++
+		}
 		if r.Job.ID != jobs[i].jobID && !p.warned.Swap(true) {
 			p.log.ErrorContext(ctx, "pg: staged jobs get new ids in the queue: add pg.StagedIDMiddleware to the drainer's queue.Config.Middleware",
 				slog.String("staged_id", jobs[i].jobID), slog.String("queue_id", r.Job.ID))
 		}
+	}
+	if dups > 0 {
+		p.log.InfoContext(ctx, "pg: staged jobs pushed again after a drainer stopped short were already in the queue",
+			slog.Int("jobs", dups))
 	}
 	return nil
 }
