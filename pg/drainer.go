@@ -263,47 +263,72 @@ func (d *Drainer) await(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// drain pushes and deletes every committed row, a batch at a time. The
-// delete of one batch and the read of the next go in one round trip.
+// drain pushes and deletes every committed row, a batch at a time. While a
+// batch is pushed to Redis, the delete of the batch before it and the read
+// of the batch after it (one round trip) run on PostgreSQL. A pass starts
+// from the lowest id; later reads continue after the last id read, so that
+// the index entries of rows just deleted are not walked again. A row that
+// commits during the pass with an id below that (its id was drawn before
+// the commit of rows after it) is read by the next pass, which its commit's
+// notification starts.
 func (d *Drainer) drain(ctx context.Context, conn *pgx.Conn) error {
+	jobs, err := d.read(ctx, conn, nil, 0)
+	if err != nil {
+		return err
+	}
 	var done []int64 // pushed rows not deleted yet
-	for {
-		b := &pgx.Batch{}
-		if len(done) > 0 {
-			b.Queue(d.q.drainDel, done)
+	for len(jobs) > 0 {
+		pctx, cancel := context.WithCancel(ctx)
+		pushed := make(chan error, 1)
+		go func() { pushed <- d.pushRetrying(pctx, jobs) }()
+		var next []staged
+		err := error(nil)
+		if len(jobs) == d.cfg.BatchSize {
+			next, err = d.read(ctx, conn, done, jobs[len(jobs)-1].rowID)
+		} else if len(done) > 0 {
+			err = d.delete(ctx, conn, done)
 		}
-		b.Queue(d.q.drainSel, d.cfg.BatchSize)
-		jobs, err := d.readBatch(ctx, conn, b, len(done) > 0)
+		if err != nil {
+			cancel() // the rows stay; the next session pushes them again
+		} else {
+			d.pushed.Add(int64(len(done)))
+		}
+		perr := <-pushed
+		cancel()
 		if err != nil {
 			return err
 		}
-		d.pushed.Add(int64(len(done)))
+		if perr != nil {
+			return perr
+		}
 		done = done[:0]
-		if len(jobs) == 0 {
-			return nil
-		}
-		if err := d.pushRetrying(ctx, jobs); err != nil {
-			return err
-		}
 		for _, j := range jobs {
 			done = append(done, j.rowID)
 		}
-		if len(jobs) < d.cfg.BatchSize {
-			if _, err := conn.Exec(ctx, d.q.drainDel, done); err != nil {
-				return fmt.Errorf("delete %d pushed rows: %w", len(done), err)
-			}
-			d.pushed.Add(int64(len(done)))
-			return nil
-		}
+		jobs = next
 	}
+	if len(done) > 0 {
+		if err := d.delete(ctx, conn, done); err != nil {
+			return err
+		}
+		d.pushed.Add(int64(len(done)))
+	}
+	return nil
 }
 
-func (d *Drainer) readBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, withDelete bool) ([]staged, error) {
+// read deletes the rows in del (pushed) and reads the next batch after id
+// after, in one round trip.
+func (d *Drainer) read(ctx context.Context, conn *pgx.Conn, del []int64, after int64) ([]staged, error) {
+	b := &pgx.Batch{}
+	if len(del) > 0 {
+		b.Queue(d.q.drainDel, del)
+	}
+	b.Queue(d.q.drainSel, after, d.cfg.BatchSize)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
-	if withDelete {
+	if len(del) > 0 {
 		if _, err := br.Exec(); err != nil {
-			return nil, fmt.Errorf("delete pushed rows: %w", err)
+			return nil, fmt.Errorf("delete %d pushed rows: %w", len(del), err)
 		}
 	}
 	rows, err := br.Query()
@@ -315,6 +340,13 @@ func (d *Drainer) readBatch(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, w
 		return nil, fmt.Errorf("read the outbox: %w", err)
 	}
 	return jobs, br.Close()
+}
+
+func (d *Drainer) delete(ctx context.Context, conn *pgx.Conn, ids []int64) error {
+	if _, err := conn.Exec(ctx, d.q.drainDel, ids); err != nil {
+		return fmt.Errorf("delete %d pushed rows: %w", len(ids), err)
+	}
+	return nil
 }
 
 func scanStaged(row pgx.CollectableRow) (staged, error) {

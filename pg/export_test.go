@@ -15,7 +15,7 @@ import (
 // does, without deleting them: what a drainer killed between its push and
 // its delete leaves behind.
 func PushStaged(ctx context.Context, pool *pgxpool.Pool, schema string, client *queue.Client) error {
-	rows, err := pool.Query(ctx, queries(schema).drainSel, 1<<30)
+	rows, err := pool.Query(ctx, queries(schema).drainSel, 0, 1<<30)
 	if err != nil {
 		return err
 	}

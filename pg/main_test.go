@@ -71,7 +71,7 @@ type bundle struct {
 
 // setup migrates the test's schema and returns the bundle; r is the Redis
 // to use.
-func setup(t *testing.T, r testutil.Redis) *bundle {
+func setup(t testing.TB, r testutil.Redis) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	pool := testutil.Postgres(t)
@@ -86,7 +86,7 @@ func setup(t *testing.T, r testutil.Redis) *bundle {
 }
 
 // drainer starts a drainer on the bundle, stopped when the test ends.
-func (b *bundle) drainer(t *testing.T, cfg pg.DrainerConfig) *pg.Drainer {
+func (b *bundle) drainer(t testing.TB, cfg pg.DrainerConfig) *pg.Drainer {
 	t.Helper()
 	cfg.DB, cfg.Schema = b.pool, b.schema
 	if cfg.Client == nil {

@@ -118,7 +118,7 @@ func buildSQL(schema string) *sqls {
 	set(&q.stageMany, `INSERT INTO {s}.outbox (job_id, kind, queue, args, max_attempts, run_at, meta)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::integer[], $6::timestamptz[], $7::jsonb[])`)
 	set(&q.drainSel, `SELECT id, job_id, kind, queue, args, max_attempts, run_at, meta
-		FROM {s}.outbox ORDER BY id LIMIT $1`)
+		FROM {s}.outbox WHERE id > $1 ORDER BY id LIMIT $2`)
 	set(&q.drainDel, `DELETE FROM {s}.outbox WHERE id = ANY($1)`)
 	set(&q.countBox, `SELECT count(*) FROM {s}.outbox`)
 
