@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
@@ -300,5 +299,4 @@ func TestCrashWorkflowKilledResumesWithoutRerunningSteps(t *testing.T) {
 		kills, count(`SELECT count(*) FROM step_runs`), workflows*len(pgtest.Steps),
 		count(`SELECT coalesce(sum(calls - 1), 0) FROM ext_calls`),
 		count(`SELECT count(*) FROM job_runs WHERE kind = $1`, pgtest.ChildKind), workflows*pgtest.Children)
-	_ = pgx.ErrNoRows
 }

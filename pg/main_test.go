@@ -3,6 +3,7 @@ package pg_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,9 @@ func workerBin(t *testing.T) string {
 	return worker
 }
 
+// quiet is the tests' logger: their logs are noise unless a test fails.
+var quiet = slog.New(slog.DiscardHandler)
+
 // bundle is what a test works with: a pool on a schema of its own holding
 // the migrated tables, a Redis namespace, and a queue client that keeps
 // staged ids.
@@ -77,9 +81,9 @@ func setup(t testing.TB, r testutil.Redis) *bundle {
 	pool := testutil.Postgres(t)
 	var schema string
 	require.NoError(t, pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema))
-	_, err := pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema})
+	_, err := pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema, Logger: quiet})
 	require.NoError(t, err)
-	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace,
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet,
 		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
 	require.NoError(t, err)
 	return &bundle{pool: pool, schema: schema, redis: r, client: client}
@@ -89,6 +93,9 @@ func setup(t testing.TB, r testutil.Redis) *bundle {
 func (b *bundle) drainer(t testing.TB, cfg pg.DrainerConfig) *pg.Drainer {
 	t.Helper()
 	cfg.DB, cfg.Schema = b.pool, b.schema
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	if cfg.Client == nil {
 		cfg.Client = b.client
 	}

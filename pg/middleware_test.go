@@ -26,7 +26,7 @@ func TestMiddlewareRecordsOnlyFinalOutcomes(t *testing.T) {
 	b := setup(t, testutil.Miniredis(t))
 	var after int
 	wf, err := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-		Name: "waiter", DB: b.pool, Schema: b.schema,
+		Name: "waiter", DB: b.pool, Schema: b.schema, Logger: quiet,
 		Steps: []pg.Step[orderArgs, orderAttrs]{
 			{Name: "wait", Run: func(ctx context.Context, _ pgx.Tx, s *pg.StepContext[orderArgs, orderAttrs]) error {
 				for range 5 {
@@ -58,7 +58,7 @@ func TestMiddlewareRecordsOnlyFinalOutcomes(t *testing.T) {
 	require.Len(t, st.Jobs, 5)
 
 	store := cursor.NewMemoryStore()
-	mw, err := pg.NewMiddleware(pg.MiddlewareConfig{DB: b.pool, Schema: b.schema, Store: store})
+	mw, err := pg.NewMiddleware(pg.MiddlewareConfig{DB: b.pool, Schema: b.schema, Logger: quiet, Store: store})
 	require.NoError(t, err)
 	runJob := func(ctx context.Context, n, attempt int, result error) {
 		t.Helper()
@@ -139,7 +139,7 @@ func TestWorkflowStepPanicIsAFailure(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, testutil.Miniredis(t))
 	wf, err := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-		Name: "panicky", DB: b.pool, Schema: b.schema, MaxAttempts: 1,
+		Name: "panicky", DB: b.pool, Schema: b.schema, Logger: quiet, MaxAttempts: 1,
 		Steps: []pg.Step[orderArgs, orderAttrs]{{Name: "boom", Run: func(context.Context, pgx.Tx, *pg.StepContext[orderArgs, orderAttrs]) error {
 			panic("boom")
 		}}},

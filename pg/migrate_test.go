@@ -29,10 +29,10 @@ func TestMigrateAppliesEachVersionOnce(t *testing.T) {
 		want = append(want, m.Version)
 	}
 
-	applied, err := pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema})
+	applied, err := pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema, Logger: quiet})
 	require.NoError(t, err)
 	require.Equal(t, want, applied)
-	applied, err = pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema})
+	applied, err = pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema, Logger: quiet})
 	require.NoError(t, err)
 	require.Empty(t, applied, "a second Migrate has nothing to do")
 
@@ -64,7 +64,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			results[i], errs[i] = pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema})
+			results[i], errs[i] = pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema, Logger: quiet})
 		})
 	}
 	close(start)

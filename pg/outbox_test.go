@@ -144,7 +144,7 @@ func TestDrainerOneActiveAtATime(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testutil.Miniredis(t))
 	mk := func() *pg.Drainer {
-		d, err := pg.NewDrainer(pg.DrainerConfig{DB: b.pool, Client: b.client, Schema: b.schema, StandbyInterval: 20 * time.Millisecond})
+		d, err := pg.NewDrainer(pg.DrainerConfig{DB: b.pool, Client: b.client, Schema: b.schema, StandbyInterval: 20 * time.Millisecond, Logger: quiet})
 		require.NoError(t, err)
 		require.NoError(t, d.Start(context.Background()))
 		return d

@@ -37,11 +37,11 @@ func (b *bundle) work(t *testing.T, reg *runner.Registry) {
 	b.drainer(t, pg.DrainerConfig{PollInterval: 100 * time.Millisecond})
 	store, err := cursor.NewRedisStore(b.redis.Client, cursor.RedisConfig{Namespace: b.redis.Namespace})
 	require.NoError(t, err)
-	mw, err := pg.NewMiddleware(pg.MiddlewareConfig{DB: b.pool, Schema: b.schema, Store: store})
+	mw, err := pg.NewMiddleware(pg.MiddlewareConfig{DB: b.pool, Schema: b.schema, Logger: quiet, Store: store})
 	require.NoError(t, err)
 	r, err := runner.New(runner.Config{
 		Redis: b.redis.Client, Registry: reg, Namespace: b.redis.Namespace, Store: store,
-		Concurrency: 4, Middleware: []runner.Middleware{mw},
+		Concurrency: 4, Middleware: []runner.Middleware{mw}, Logger: quiet,
 		PollInterval: 20 * time.Millisecond,
 		Backoff:      func(int) time.Duration { return 10 * time.Millisecond },
 	})
@@ -85,7 +85,7 @@ func TestWorkflowResumesAtTheFailedStepWithItsAttributes(t *testing.T) {
 			return v.(*atomic.Int32).Add(1)
 		}
 		wf, err := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-			Name: "order", DB: b.pool, Schema: b.schema,
+			Name: "order", DB: b.pool, Schema: b.schema, Logger: quiet,
 			Steps: []pg.Step[orderArgs, orderAttrs]{
 				{Name: "create", Run: func(ctx context.Context, tx pgx.Tx, s *pg.StepContext[orderArgs, orderAttrs]) error {
 					n := count("create")
@@ -153,7 +153,7 @@ func TestWorkflowSameKeyRunsOnce(t *testing.T) {
 	b := setup(t, testutil.Miniredis(t))
 	var runs atomic.Int32
 	wf, err := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-		Name: "order", DB: b.pool, Schema: b.schema,
+		Name: "order", DB: b.pool, Schema: b.schema, Logger: quiet,
 		Steps: []pg.Step[orderArgs, orderAttrs]{{Name: "only", Run: func(context.Context, pgx.Tx, *pg.StepContext[orderArgs, orderAttrs]) error {
 			runs.Add(1)
 			return nil
@@ -223,7 +223,7 @@ func (c *child) Perform(_ context.Context, a childArgs) error {
 func awaitFlow(t *testing.T, b *bundle, fail int, after *atomic.Int32) *pg.Workflow[orderArgs, orderAttrs] {
 	t.Helper()
 	wf, err := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-		Name: "fan", DB: b.pool, Schema: b.schema,
+		Name: "fan", DB: b.pool, Schema: b.schema, Logger: quiet,
 		Steps: []pg.Step[orderArgs, orderAttrs]{
 			{Name: "fan-out", Run: func(ctx context.Context, _ pgx.Tx, s *pg.StepContext[orderArgs, orderAttrs]) error {
 				for n := range 3 {
@@ -326,7 +326,7 @@ func TestWorkflowEndsOnItsLastAttemptOrACancel(t *testing.T) {
 	b := setup(t, testutil.Miniredis(t))
 	mk := func(name string, err error) *pg.Workflow[orderArgs, orderAttrs] {
 		wf, werr := pg.NewWorkflow(pg.WorkflowConfig[orderArgs, orderAttrs]{
-			Name: name, DB: b.pool, Schema: b.schema, MaxAttempts: 2,
+			Name: name, DB: b.pool, Schema: b.schema, Logger: quiet, MaxAttempts: 2,
 			Steps: []pg.Step[orderArgs, orderAttrs]{
 				{Name: "ok", Run: func(context.Context, pgx.Tx, *pg.StepContext[orderArgs, orderAttrs]) error { return nil }},
 				{Name: "bad", Run: func(context.Context, pgx.Tx, *pg.StepContext[orderArgs, orderAttrs]) error { return err }},

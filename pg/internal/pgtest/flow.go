@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iterjob/iterjob/pg"
-	"github.com/iterjob/iterjob/queue"
 )
 
 // FlowName is the crash workflow's name (its job kind); ChildKind and
@@ -171,9 +170,4 @@ func (j Job) Perform(ctx context.Context, a ChildArgs) error {
 		return fmt.Errorf("child %d of %s failed on purpose", a.N, a.WF)
 	}
 	return nil
-}
-
-// Receipt is the Params of a staged receipt, for tests that stage directly.
-func Receipt(wf string) queue.Params {
-	return queue.Params{Kind: ReceiptKind, Args: ChildArgs{WF: wf}}
 }
