@@ -1,0 +1,149 @@
+// Package pg adds exactly-once features on PostgreSQL (pgx v5) to iterjob,
+// which keeps Redis as its fast queue: jobs staged inside the application's
+// transactions (an outbox), and idempotent step workflows with a recovery
+// point, persisted attributes and steps that await groups of jobs.
+//
+// Use it when a job's existence must follow a database transaction (enqueue
+// in a transaction that may roll back), or when an operation of several
+// steps must run each step once even across crashes and retries (create a
+// record, charge a card, send a receipt). Everything else stays on Redis:
+// a job that does not need these guarantees pays nothing for them.
+//
+// # Schema
+//
+// Migrate creates the tables in a schema the caller names (default
+// SchemaDefault, "iterjob") from SQL migrations embedded in the binary,
+// numbered files applied in order, each once, in one transaction under an
+// advisory lock: every process may call it at start-up. The versions applied
+// are recorded in the schema's migrations table. Migrations returns the SQL
+// for applications that run migrations with their own tool.
+//
+//	if _, err := pg.Migrate(ctx, pool, nil); err != nil { ... }
+//
+// The tables:
+//
+//   - migrations(version, name, applied_at): the migrations applied.
+//   - outbox(id, job_id, kind, queue, args, max_attempts, run_at, meta,
+//     created_at): staged jobs not yet pushed to Redis. id is the drain order;
+//     job_id the id the job gets in the queue. A statement-level trigger sends
+//     NOTIFY iterjob_outbox (payload: the schema) at commit.
+//   - workflows(id, name, idempotency_key, args, step, attrs, status,
+//     await_step, error, queue, max_attempts, job_id, locked_by, locked_run,
+//     locked_until, created_at, updated_at, finished_at): one row per workflow
+//     run, unique by (name, idempotency_key). step is the recovery point (the
+//     first step not committed; NULL once all are), attrs the persisted
+//     attributes (JSONB), status one of running, awaiting, succeeded, failed,
+//     cancelled; locked_* is the claim of the job run working on it.
+//   - workflow_jobs(job_id, workflow_id, step, kind, state, error, created_at,
+//     finished_at): jobs a step staged and awaits, grouped by the step, with
+//     each one's outcome (pending, succeeded, failed).
+//   - job_cursors(job_id, run, cursor, status, started, executions,
+//     times_interrupted, items_processed, run_time_us, progress_*,
+//     first_started_at, last_checkpoint_at, updated_at): reserved for
+//     transactional checkpoints, where an iterable job commits its items and
+//     its cursor in one transaction, fenced by the run number. Nothing writes
+//     it yet.
+//
+// # Staged jobs
+//
+// EnqueueTx writes a job into the outbox inside the caller's pgx.Tx and
+// returns the id the job will have in the queue. If the transaction rolls
+// back there is no job, ever; once it commits, the job reaches Redis:
+//
+//	tx, _ := pool.Begin(ctx)
+//	defer tx.Rollback(ctx)
+//	_, _ = tx.Exec(ctx, `INSERT INTO users (name) VALUES ($1)`, name)
+//	jid, err := pg.EnqueueTx(ctx, tx, "welcome", WelcomeArgs{User: name}, nil)
+//	...
+//	err = tx.Commit(ctx)
+//
+// EnqueueManyTx stages many jobs in one statement; Schema("name").EnqueueTx
+// stages in another schema. A Drainer, run by any number of processes with
+// one active at a time, pushes committed rows to Redis and deletes them,
+// woken by the trigger's notification within a millisecond or two of the
+// commit and polling as a fallback. A drainer that dies between a push and
+// its delete leaves the rows for the next, which pushes them again; the
+// second push adds no job (see the limits below). Build the drainer's
+// queue.Client with StagedIDMiddleware so jobs keep the ids EnqueueTx
+// returned:
+//
+//	client, _ := queue.NewClient(rdb, queue.Config{Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+//	d, _ := pg.NewDrainer(pg.DrainerConfig{DB: pool, Client: client})
+//	_ = d.Start(ctx)
+//	defer d.Stop(ctx)
+//
+// # Workflows
+//
+// A workflow is a job made of named steps run in order under an idempotency
+// key. Args A are given when it starts; attributes T persist across steps
+// and retries:
+//
+//	checkout, err := pg.NewWorkflow(pg.WorkflowConfig[Order, Progress]{
+//		Name: "checkout", DB: pool,
+//		Steps: []pg.Step[Order, Progress]{
+//			{Name: "reserve", Run: reserve},
+//			{Name: "charge", Run: func(ctx context.Context, tx pgx.Tx, s *pg.StepContext[Order, Progress]) error {
+//				ch, err := payments.Charge(ctx, s.Args.Amount, s.IdempotencyKey())
+//				s.Attrs.ChargeID = ch.ID
+//				return err
+//			}},
+//			{Name: "ship", Run: func(ctx context.Context, tx pgx.Tx, s *pg.StepContext[Order, Progress]) error {
+//				_, err := s.Await(ctx, "ship", ShipArgs{Order: s.Args.ID}, nil)
+//				return err
+//			}},
+//			{Name: "receipt", Run: func(ctx context.Context, tx pgx.Tx, s *pg.StepContext[Order, Progress]) error {
+//				_, err := s.EnqueueTx(ctx, "receipt", ReceiptArgs{Charge: s.Attrs.ChargeID}, nil)
+//				return err
+//			}},
+//		},
+//	})
+//	checkout.Register(reg, nil)
+//	id, err := checkout.Start(ctx, "order-"+orderID, order) // or StartTx in the app's transaction
+//
+// Each step runs in a transaction that also saves the attributes and moves
+// the recovery point past the step; the commit makes both durable together.
+// A step that fails rolls back (its attribute changes too) and the job
+// retries with the runner's backoff, from that step; a crash does the same.
+// A step that committed never runs again. What a step does outside the
+// database is not rolled back: pass s.IdempotencyKey(), stable per workflow
+// run and step, to outside systems, so that a step run again after a crash
+// repeats no effect there.
+//
+// Starting twice with one key starts one run and returns its id both times
+// (ErrKeyReused if the arguments differ). The run's row and its first job
+// are written in the same transaction, the job through the outbox.
+//
+// A step may stage jobs (s.EnqueueTx) and await jobs (s.Await): once the
+// step commits, the workflow waits without holding a worker; the next step
+// runs when all the awaited jobs succeeded, and if any died or was cancelled
+// the workflow fails with an *AwaitError naming them (its job dies with that
+// error). The runner middleware from NewMiddleware records each awaited job's
+// outcome in PostgreSQL before the runner acknowledges the run, and the job
+// that completes the group stages the workflow's continuation in the same
+// transaction: waking is as durable as the outcome, and nothing polls.
+// Runners that run awaited kinds must use it.
+//
+// Workflow.Load returns a run's state: status, recovery point, attributes,
+// last error, awaited jobs and their outcomes.
+//
+// # Limits of this version
+//
+// The drainer pushes through queue.Client.EnqueueMany and makes a second
+// push of a row a no-op with the queue's uniqueness key
+// "iterjob-outbox:<job id>" (so staged jobs cannot set UniqueKey yet:
+// ErrUniqueKeyUnsupported). The queue releases that key when the job
+// finishes, so a row pushed, then run to completion, before the drainer
+// that pushed it could delete it (it died in that window of one round trip)
+// is pushed and run again. A queue-level "enqueue under this id, once"
+// closes the gap; it replaces one small type (see push.go).
+//
+// A runner middleware sees a run end with a nil error both when a job
+// succeeded and when it was interrupted; the middleware asks the cursor store
+// to tell an iterable job's completion from an interruption. A plain awaited
+// job that returned nil as a hard stop cancelled its context is not recorded
+// (it may have been interrupted), so a workflow awaiting it waits until it
+// runs again; if it had in fact succeeded, nothing runs it again and the
+// workflow keeps waiting. A job cancelled while it waits in a queue (not
+// running) is removed without running, so its outcome is never recorded
+// either.
+package pg
