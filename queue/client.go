@@ -87,6 +87,9 @@ type Client struct {
 	cfg Config
 	ev  emitter
 	now func() time.Time
+	// parse decodes a payload; decodeSafely guards it (tests swap it for
+	// one that panics).
+	parse func(string) (*Job, error)
 }
 
 // NewClient returns a client on rdb, which it never closes.
@@ -99,10 +102,11 @@ func NewClient(c redis.UniversalClient, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		db:  rdb.New(c, cfg.Namespace),
-		cfg: cfg,
-		ev:  emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
-		now: time.Now,
+		db:    rdb.New(c, cfg.Namespace),
+		cfg:   cfg,
+		ev:    emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		now:   time.Now,
+		parse: parseEnvelope,
 	}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"github.com/iterjob/iterjob/internal/rdb"
@@ -16,7 +17,8 @@ import (
 // Sentinel errors.
 var (
 	// ErrInvalidPayload is matched by the error of a job whose stored payload
-	// is not a valid job (not JSON, or missing its kind).
+	// is not a valid job envelope (malformed header or lengths, missing id,
+	// kind or queue, or metadata that is not JSON).
 	ErrInvalidPayload = errors.New("queue: invalid job payload")
 	// ErrInvalidName is matched when a queue name or kind is empty or has
 	// characters outside [A-Za-z0-9_.:-].
@@ -86,6 +88,10 @@ type Job struct {
 	// scheduled and retry sets, time of death in the dead set (admin
 	// listings only).
 	At time.Time `json:"-"`
+	// RawPayload is the payload as stored, for a job whose payload could not
+	// be decoded (admin listings only; LastError says why). It is empty for
+	// every job that decodes.
+	RawPayload string `json:"-"`
 }
 
 // JobError is what the queue keeps of a failed attempt.
@@ -156,8 +162,41 @@ func (j *Job) encodeEnvelope() ([]byte, error) {
 	return e.Append(make([]byte, 0, 96+len(e.Args)+len(e.Meta))), nil
 }
 
-// decodeEnvelope parses a stored envelope into a Job.
-func decodeEnvelope(s string) (*Job, error) {
+// decodePanic is a panic of the payload decoder, turned into an error at
+// the decode boundary: stored data must never crash a worker or an admin
+// call, even through a bug of ours.
+type decodePanic struct {
+	value any
+	stack []byte
+}
+
+func (e *decodePanic) Error() string { return fmt.Sprintf("decoder panicked: %v", e.value) }
+
+// decodeTrace returns the stack of a decoder panic in err's chain, if any.
+func decodeTrace(err error) []byte {
+	if p, ok := errors.AsType[*decodePanic](err); ok {
+		return p.stack
+	}
+	return nil
+}
+
+// decodeEnvelope parses a stored envelope into a Job. It never panics: an
+// envelope that cannot be decoded, or that makes the decoder panic, gives an
+// error matching ErrInvalidPayload.
+func decodeEnvelope(s string) (*Job, error) { return decodeSafely(s, parseEnvelope) }
+
+// decodeSafely calls parse, turning a panic into an error.
+func decodeSafely(s string, parse func(string) (*Job, error)) (j *Job, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			j, err = nil, fmt.Errorf("%w: %w", ErrInvalidPayload, &decodePanic{value: p, stack: debug.Stack()})
+		}
+	}()
+	return parse(s)
+}
+
+// parseEnvelope parses a stored envelope into a Job.
+func parseEnvelope(s string) (*Job, error) {
 	e, err := rdb.ParseEnvelope(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
