@@ -61,8 +61,10 @@ func Decode[C any](data []byte) (*C, error) {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	err := dec.Decode(&c)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the cursor")
+	// The value must be the whole input. dec.More alone is not enough: it
+	// reports false before a closing ']' or '}', so "5]" would decode as 5.
+	if err == nil && dec.InputOffset() != int64(len(trimmed)) {
+		err = fmt.Errorf("trailing data after the cursor at byte %d", dec.InputOffset())
 	}
 	if err != nil {
 		return nil, &DecodeError{Type: typeName[C](), Data: quote(trimmed), Err: err}
