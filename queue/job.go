@@ -29,6 +29,10 @@ var (
 	// ErrLeaseLost is returned when a run finishes a job whose lease moved on
 	// to a newer run (the run was presumed dead and the job handed over).
 	ErrLeaseLost = errors.New("queue: job lease lost to a newer run")
+	// ErrInvalidSchedule is matched by the error of an enqueue whose due
+	// time (EnqueueOpts.At) is after the year 9999: due times are kept in
+	// Unix milliseconds, and a far-future one would overflow.
+	ErrInvalidSchedule = errors.New("queue: invalid schedule")
 	// ErrReaped is returned by Fetch when this process was presumed dead and
 	// reaped: its in-flight jobs were handed to others. It must Heartbeat
 	// (which registers it again and reports the reap) before fetching.
