@@ -52,7 +52,7 @@ func Encode[C any](c C) (json.RawMessage, error) {
 // trailing data and values of the wrong JSON type are errors, so a cursor
 // saved by an older version of a job is reported rather than half-applied.
 func Decode[C any](data []byte) (*C, error) {
-	trimmed := bytes.TrimSpace(data)
+	trimmed := bytes.Trim(data, " \t\r\n") // JSON's whitespace
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
 		return nil, nil
 	}

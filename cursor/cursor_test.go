@@ -103,6 +103,12 @@ func TestDecodeRejectsTrailingData(t *testing.T) {
 	_, err := cursor.Decode[any]([]byte(`null]`))
 	require.ErrorIs(t, err, cursor.ErrInvalid, "null followed by data is not 'no cursor'")
 
+	// Only JSON's whitespace may surround the value.
+	for _, raw := range []string{"\u00a05", "5\u00a0", "\u20285"} {
+		_, err := cursor.Decode[int]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+	}
+
 	// Whitespace around the value is not trailing data.
 	for _, raw := range []string{" 5", "5 ", "\t5\r\n", "\n 5 \n"} {
 		c, err := cursor.Decode[int]([]byte(raw))
