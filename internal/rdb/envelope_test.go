@@ -1,4 +1,4 @@
-package rdb
+package rdb_test
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/iterjob/iterjob/internal/rdb"
 )
 
 // overflowEnvelope has length fields whose sum overflows int64: before the
@@ -16,12 +18,12 @@ const overflowEnvelope = "1|j1|k|default|1|0|-|0|0|9223372036854775807|922337203
 
 func TestParseEnvelopeRoundTrip(t *testing.T) {
 	t.Parallel()
-	e := Envelope{
+	e := rdb.Envelope{
 		ID: "abc", Kind: "reindex", Queue: "default", Attempt: 3, Recovered: 1, UniqueHash: "00ff",
 		MaxAttempts: 5, EnqueuedAt: 1_700_000_000_000_000, Meta: []byte(`{"a":"b"}`),
 		UniqueKey: "tenant|zoë", Args: []byte(`{"x":"|1|"}`),
 	}
-	got, err := ParseEnvelope(string(e.Append(nil)))
+	got, err := rdb.ParseEnvelope(string(e.Append(nil)))
 	require.NoError(t, err)
 	require.Equal(t, e, got)
 }
@@ -40,55 +42,55 @@ func TestParseEnvelopeRejectsBadLengths(t *testing.T) {
 		{"4611686018427387904", "4611686018427387904"}, // 2^62 + 2^62 = 2^63: overflows to MinInt64
 	} {
 		s := "1|j1|k|default|1|0|-|0|0|" + lens[0] + "|" + lens[1] + "|{}"
-		_, err := ParseEnvelope(s)
-		require.ErrorIs(t, err, ErrBadEnvelope, "lengths %s", lens)
+		_, err := rdb.ParseEnvelope(s)
+		require.ErrorIs(t, err, rdb.ErrBadEnvelope, "lengths %s", lens)
 		require.Contains(t, err.Error(), "exceed the 2 bytes left", "lengths %s", lens)
 	}
 }
 
 func TestEnvelopeHeaderReaders(t *testing.T) {
 	t.Parallel()
-	us, ok := EnvelopeEnqueuedAt(overflowEnvelope[:len("1|j1|k|default|1|0|-|0|")] + "1700000000000000|x|y|")
+	us, ok := rdb.EnvelopeEnqueuedAt(overflowEnvelope[:len("1|j1|k|default|1|0|-|0|")] + "1700000000000000|x|y|")
 	require.True(t, ok)
 	require.Equal(t, int64(1_700_000_000_000_000), us)
-	us, ok = EnvelopeEnqueuedAt(overflowEnvelope)
+	us, ok = rdb.EnvelopeEnqueuedAt(overflowEnvelope)
 	require.True(t, ok, "the header is readable although the lengths are not")
 	require.Zero(t, us)
-	require.Equal(t, "j1", EnvelopeID(overflowEnvelope, 7))
+	require.Equal(t, "j1", rdb.EnvelopeID(overflowEnvelope, 7))
 	for _, s := range []string{"", "1|", "2|j|k|q|1|0|-|0|5|", "1|j|k|q|1|0|-|0|-5|", "1|j|k|q|1|0|-|0|x|", "1|j|k|q|1|0|-|0|5"} {
-		_, ok := EnvelopeEnqueuedAt(s)
+		_, ok := rdb.EnvelopeEnqueuedAt(s)
 		require.False(t, ok, "%q", s)
 	}
-	require.Equal(t, "bad-7", EnvelopeID("1||k|", 7))
+	require.Equal(t, "bad-7", rdb.EnvelopeID("1||k|", 7))
 }
 
 // checkParse is what FuzzParseEnvelope checks of any input: parsing never
 // panics, and what parses is consistent with the header readers the fetch
 // path and the admin API use, and parses the same once re-encoded.
 func checkParse(t *testing.T, s string) {
-	e, err := ParseEnvelope(s)
-	id := EnvelopeID(s, 1)
-	us, usOK := EnvelopeEnqueuedAt(s)
+	e, err := rdb.ParseEnvelope(s)
+	id := rdb.EnvelopeID(s, 1)
+	us, usOK := rdb.EnvelopeEnqueuedAt(s)
 	if err != nil {
-		if !errors.Is(err, ErrBadEnvelope) {
-			t.Fatalf("error %v does not match ErrBadEnvelope", err)
+		if !errors.Is(err, rdb.ErrBadEnvelope) {
+			t.Fatalf("error %v does not match rdb.ErrBadEnvelope", err)
 		}
 		return
 	}
 	if id != e.ID {
-		t.Fatalf("EnvelopeID %q, parsed id %q", id, e.ID)
+		t.Fatalf("rdb.EnvelopeID %q, parsed id %q", id, e.ID)
 	}
 	if !usOK || us != e.EnqueuedAt {
-		t.Fatalf("EnvelopeEnqueuedAt %d %v, parsed %d", us, usOK, e.EnqueuedAt)
+		t.Fatalf("rdb.EnvelopeEnqueuedAt %d %v, parsed %d", us, usOK, e.EnqueuedAt)
 	}
-	again, err := ParseEnvelope(string(e.Append(nil)))
+	again, err := rdb.ParseEnvelope(string(e.Append(nil)))
 	if err != nil {
 		t.Fatalf("re-encoded %q does not parse: %v", e.Append(nil), err)
 	}
 	requireSame(t, e, again)
 }
 
-func requireSame(t *testing.T, want, got Envelope) {
+func requireSame(t *testing.T, want, got rdb.Envelope) {
 	t.Helper()
 	if want.ID != got.ID || want.Kind != got.Kind || want.Queue != got.Queue || want.Attempt != got.Attempt ||
 		want.Recovered != got.Recovered || want.UniqueHash != got.UniqueHash || want.MaxAttempts != got.MaxAttempts ||
@@ -137,17 +139,17 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		if args == nil {
 			args = []byte{}
 		}
-		e := Envelope{ID: id, Kind: kind, Queue: queue, Attempt: attempt, Recovered: recovered, UniqueHash: uniqueHash,
+		e := rdb.Envelope{ID: id, Kind: kind, Queue: queue, Attempt: attempt, Recovered: recovered, UniqueHash: uniqueHash,
 			MaxAttempts: maxAttempts, EnqueuedAt: enqueuedAt, Meta: meta, UniqueKey: uniqueKey, Args: args}
 		s := string(e.Append(nil))
-		got, err := ParseEnvelope(s)
+		got, err := rdb.ParseEnvelope(s)
 		if err != nil {
 			t.Fatalf("%q: %v", s, err)
 		}
 		requireSame(t, e, got)
 		checkParse(t, s)
-		if got := EnvelopeID(s, 1); got != id {
-			t.Fatalf("EnvelopeID %q, want %q", got, id)
+		if got := rdb.EnvelopeID(s, 1); got != id {
+			t.Fatalf("rdb.EnvelopeID %q, want %q", got, id)
 		}
 	})
 }
