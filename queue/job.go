@@ -184,12 +184,9 @@ func decodeTrace(err error) []byte {
 	return nil
 }
 
-// decodeEnvelope parses a stored envelope into a Job. It never panics: an
-// envelope that cannot be decoded, or that makes the decoder panic, gives an
-// error matching ErrInvalidPayload.
-func decodeEnvelope(s string) (*Job, error) { return decodeSafely(s, parseEnvelope) }
-
-// decodeSafely calls parse, turning a panic into an error.
+// decodeSafely decodes a stored envelope with parse (parseEnvelope but in
+// tests) and never panics: an envelope that cannot be decoded, or that makes
+// the decoder panic, gives an error matching ErrInvalidPayload.
 func decodeSafely(s string, parse func(string) (*Job, error)) (j *Job, err error) {
 	defer func() {
 		if p := recover(); p != nil {
