@@ -31,8 +31,8 @@ import (
 
 // firstLine is printed before anything is read. The figures are measured on
 // the project's 2-core machines (see the README).
-const firstLine = "testsummary: the first run builds every package and its dependencies with the race detector: " +
-	"about 5 minutes on 2 cores before the first result, 7-8 minutes in all; later runs reuse the build cache (about 3 minutes)."
+const firstLine = "testsummary: a first run builds every package and its dependencies with the race detector, " +
+	"without output: on 2 cores, 2-5 minutes before the first result and 4-9 minutes in all; later runs take 1-2 minutes."
 
 // quietFor is how long testsummary stays silent before it says it is still
 // waiting (a cold build prints nothing for minutes).
