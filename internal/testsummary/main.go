@@ -32,7 +32,8 @@ import (
 // firstLine is printed before anything is read. The figures are measured on
 // the project's 2-core machines (see the README).
 const firstLine = "testsummary: a first run builds every package and its dependencies with the race detector, " +
-	"without output: on 2 cores, 2-5 minutes before the first result and 4-9 minutes in all; later runs take 1-2 minutes."
+	"with no output for a while: on 2 cores, 3 minutes (up to 9 on a busy machine), the first results after 1-5; " +
+	"later runs take 1-2 minutes."
 
 // quietFor is how long testsummary stays silent before it says it is still
 // waiting (a cold build prints nothing for minutes).
