@@ -52,7 +52,7 @@ func Encode[C any](c C) (json.RawMessage, error) {
 // trailing data and values of the wrong JSON type are errors, so a cursor
 // saved by an older version of a job is reported rather than half-applied.
 func Decode[C any](data []byte) (*C, error) {
-	trimmed := bytes.TrimSpace(data)
+	trimmed := bytes.Trim(data, " \t\r\n") // JSON's whitespace
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
 		return nil, nil
 	}
@@ -61,8 +61,10 @@ func Decode[C any](data []byte) (*C, error) {
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	err := dec.Decode(&c)
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the cursor")
+	// The value must be the whole input. dec.More alone is not enough: it
+	// reports false before a closing ']' or '}', so "5]" would decode as 5.
+	if err == nil && dec.InputOffset() != int64(len(trimmed)) {
+		err = fmt.Errorf("trailing data after the cursor at byte %d", dec.InputOffset())
 	}
 	if err != nil {
 		return nil, &DecodeError{Type: typeName[C](), Data: quote(trimmed), Err: err}

@@ -79,6 +79,44 @@ func TestDecodeWrongShapeIsClearError(t *testing.T) {
 	}
 }
 
+func TestDecodeRejectsTrailingData(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		`5]`, `5}`, `5,`, `5 6`, `5 ]`, "5\n]", `5"x"`, `5x`,
+	} {
+		_, err := cursor.Decode[int]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+		require.ErrorContains(t, err, "trailing data", "%q", raw)
+	}
+	for _, raw := range []string{`{"id":1}}`, `{"id":1}]`, `{"id":1} {"id":2}`, `{"id":1},`, `{"id":1}null`} {
+		_, err := cursor.Decode[pos]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+	}
+	for _, raw := range []string{`"a""b"`, `"a"]`, `"a"}`} {
+		_, err := cursor.Decode[string]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+	}
+	for _, raw := range []string{`[1]]`, `[1],[2]`, `[1]}`} {
+		_, err := cursor.Decode[[]int]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+	}
+	_, err := cursor.Decode[any]([]byte(`null]`))
+	require.ErrorIs(t, err, cursor.ErrInvalid, "null followed by data is not 'no cursor'")
+
+	// Only JSON's whitespace may surround the value.
+	for _, raw := range []string{"\u00a05", "5\u00a0", "\u20285"} {
+		_, err := cursor.Decode[int]([]byte(raw))
+		require.ErrorIs(t, err, cursor.ErrInvalid, "%q", raw)
+	}
+
+	// Whitespace around the value is not trailing data.
+	for _, raw := range []string{" 5", "5 ", "\t5\r\n", "\n 5 \n"} {
+		c, err := cursor.Decode[int]([]byte(raw))
+		require.NoError(t, err, "%q", raw)
+		require.Equal(t, 5, *c)
+	}
+}
+
 func TestEncodeError(t *testing.T) {
 	t.Parallel()
 	_, err := cursor.Encode(math.NaN())

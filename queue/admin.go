@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -43,7 +44,10 @@ type QueueInfo struct {
 	Paused  bool
 }
 
-// Queues lists every queue used in the namespace, by name.
+// Queues lists every queue used in the namespace, by name. A queue whose
+// head job cannot be decoded is listed like any other (its latency read
+// from the payload's header when that much is readable, else zero); see
+// QueueJobs for the job itself.
 func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 	names, err := c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result()
 	if err != nil {
@@ -66,10 +70,8 @@ func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
 	out := make([]QueueInfo, len(names))
 	for i, n := range names {
 		out[i] = QueueInfo{Name: n, Size: sizes[i].Val(), Paused: paused[i].Val()}
-		if head := heads[i].Val(); head != "" {
-			if j, err := decodeEnvelope(head); err == nil {
-				out[i].Latency = max(now.Sub(j.EnqueuedAt), 0)
-			}
+		if us, ok := rdb.EnvelopeEnqueuedAt(heads[i].Val()); ok {
+			out[i].Latency = max(now.Sub(time.UnixMicro(us)), 0)
 		}
 	}
 	return out, nil
@@ -99,7 +101,9 @@ func (c *Client) ResumeQueue(ctx context.Context, q string) error {
 }
 
 // QueueJobs lists up to limit jobs of queue q from position offset (0 = the
-// next to run).
+// next to run). A job whose payload cannot be decoded is listed with its
+// RawPayload and the parse error as its LastError; a runner sends it to the
+// dead set when it fetches it.
 func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]*Job, error) {
 	if offset < 0 || limit <= 0 {
 		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
@@ -110,9 +114,9 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 	}
 	out := make([]*Job, 0, len(envs))
 	for _, env := range envs {
-		j, err := decodeEnvelope(env)
+		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &Job{ID: rdb.EnvelopeID(env, 0), Queue: q, LastError: NewJobError(err, nil, 0, time.Time{})}
+			j = &Job{ID: rdb.EnvelopeID(env, 0), Queue: q, RawPayload: env, LastError: NewJobError(err, decodeTrace(err), 0, time.Time{})}
 		}
 		j.State = StateQueued
 		out = append(out, j)
@@ -122,7 +126,10 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 
 // SetJobs lists up to limit jobs of a set from position offset, with their
 // At time and last error: the scheduled and retry sets soonest due first,
-// the dead set most recent death first.
+// the dead set most recent death first. A job whose payload cannot be
+// decoded (in the dead set: a payload a runner could not parse) is listed
+// with its RawPayload and, as its LastError, the error recorded when it
+// died or else the parse error.
 func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*Job, error) {
 	if !set.valid() {
 		return nil, fmt.Errorf("%w %q", ErrInvalidSet, set)
@@ -156,9 +163,9 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 		id := m.Member.(string)
 		vals := cmds[i].Val()
 		env, _ := vals[0].(string)
-		j, err := decodeEnvelope(env)
+		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &Job{ID: id, LastError: NewJobError(err, nil, 0, time.Time{})}
+			j = &Job{ID: id, RawPayload: env, LastError: NewJobError(err, decodeTrace(err), 0, time.Time{})}
 		}
 		if e, _ := vals[1].(string); e != "" {
 			var jerr JobError
@@ -171,6 +178,17 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// decode decodes a stored payload for a listing. A decoder panic (a bug:
+// stored data must never crash a caller) is logged with its stack.
+func (c *Client) decode(ctx context.Context, env string) (*Job, error) {
+	j, err := decodeSafely(env, c.parse)
+	if trace := decodeTrace(err); trace != nil {
+		c.cfg.Logger.ErrorContext(ctx, "queue: payload decoder panicked", slog.String("jid", rdb.EnvelopeID(env, 0)),
+			slog.Any("error", err), slog.String("stack", string(trace)))
+	}
+	return j, err
 }
 
 // SetSize returns the number of jobs in a set.
@@ -231,7 +249,7 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t EventTy
 // cannot be read.
 func eventFrom(t EventType, id, env string, at time.Time) Event {
 	if env != "" {
-		if j, err := decodeEnvelope(env); err == nil {
+		if j, err := decodeSafely(env, parseEnvelope); err == nil {
 			return NewEvent(t, j, at)
 		}
 	}

@@ -26,6 +26,13 @@ const (
 	enqueueChunk = 500
 )
 
+// maxDue is the latest time a job can be scheduled for: the end of the year
+// 9999 UTC. Due times are kept as Unix milliseconds, in a Redis sorted-set
+// score (a float64, exact up to 2^53 ms, about the year 287,000) and in
+// RFC 3339 event timestamps (four-digit years); beyond that a due time
+// would overflow and could run the job at once.
+var maxDue = time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+
 // Config configures a Client. The zero value is usable.
 type Config struct {
 	// Namespace prefixes every key. Clients, runners and stores that share
@@ -87,6 +94,9 @@ type Client struct {
 	cfg Config
 	ev  emitter
 	now func() time.Time
+	// parse decodes a payload; decodeSafely guards it (tests swap it for
+	// one that panics).
+	parse func(string) (*Job, error)
 }
 
 // NewClient returns a client on rdb, which it never closes.
@@ -99,10 +109,11 @@ func NewClient(c redis.UniversalClient, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		db:  rdb.New(c, cfg.Namespace),
-		cfg: cfg,
-		ev:  emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
-		now: time.Now,
+		db:    rdb.New(c, cfg.Namespace),
+		cfg:   cfg,
+		ev:    emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		now:   time.Now,
+		parse: parseEnvelope,
 	}, nil
 }
 
@@ -112,7 +123,8 @@ type EnqueueOpts struct {
 	Queue string
 	// In delays the job by this long. At wins when both are set.
 	In time.Duration
-	// At runs the job at this time; a time in the past runs it at once.
+	// At runs the job at this time; a time in the past runs it at once. A
+	// time after the year 9999 is refused with ErrInvalidSchedule.
 	At time.Time
 	// MaxAttempts caps attempts before the job dies. Zero means the
 	// runner's default for the kind.
@@ -246,7 +258,11 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 	case !o.At.IsZero():
 		due = o.At
 	case o.In > 0:
-		due = now.Add(o.In)
+		due = now.Add(o.In) // at most ~292 years ahead: Add saturates
+	}
+	if due.After(maxDue) {
+		return pending{}, fmt.Errorf("%w: job %s due at %s, after %s", ErrInvalidSchedule, p.Kind,
+			due.UTC().Format(time.RFC3339), maxDue.Format(time.DateOnly))
 	}
 	var out pending
 	final := func(ctx context.Context, j *Job) error {

@@ -210,6 +210,9 @@ type Consumer struct {
 	log  *slog.Logger
 	now  func() time.Time
 	mine map[string]bool
+	// parse decodes a payload; decodeSafely guards it (tests swap it for
+	// one that panics).
+	parse func(string) (*Job, error)
 
 	started time.Time
 
@@ -245,6 +248,7 @@ func NewConsumer(c redis.UniversalClient, cfg ConsumerConfig) (*Consumer, error)
 		log:     cfg.Logger,
 		now:     time.Now,
 		mine:    mine,
+		parse:   parseEnvelope,
 		wake:    make(chan struct{}, 1),
 		started: time.Now(),
 	}, nil
@@ -382,9 +386,10 @@ func (c *Consumer) order() []string {
 }
 
 // Fetch takes up to n jobs in one round trip. A job whose payload cannot be
-// decoded goes to the dead set (with ErrInvalidPayload as its error), and a
-// job recovered from dead workers more than MaxRecoveries times goes there
-// as a poison pill; neither is returned.
+// decoded goes to the dead set, its payload kept as it was and the parse
+// error (matching ErrInvalidPayload) as its error; a job recovered from dead
+// workers more than MaxRecoveries times goes there as a poison pill. Neither
+// is returned, and neither stops the fetch.
 func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 	if n <= 0 {
 		return nil, nil
@@ -398,12 +403,13 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 	}
 	jobs := make([]*Job, 0, len(got))
 	for _, f := range got {
-		j, err := decodeEnvelope(f.Envelope)
+		j, err := decodeSafely(f.Envelope, c.parse)
 		if err != nil {
 			id := rdb.EnvelopeID(f.Envelope, f.Lease)
 			c.log.ErrorContext(ctx, "queue: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
 			bad := &Job{ID: id, Lease: f.Lease, Attempt: 1}
-			if kerr := c.kill(ctx, bad, nil, NewJobError(err, nil, 1, c.now()), nil); kerr != nil {
+			// A nil envelope keeps the payload as stored, for inspection.
+			if kerr := c.kill(ctx, bad, nil, NewJobError(err, decodeTrace(err), 1, c.now()), nil); kerr != nil {
 				c.log.ErrorContext(ctx, "queue: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
 			}
 			continue

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"runtime/debug"
 	"time"
 
 	"github.com/iterjob/iterjob/internal/rdb"
@@ -17,7 +18,8 @@ import (
 // Sentinel errors.
 var (
 	// ErrInvalidPayload is matched by the error of a job whose stored payload
-	// is not a valid job (not JSON, or missing its kind).
+	// is not a valid job envelope (malformed header or lengths, missing id,
+	// kind or queue, or metadata that is not JSON).
 	ErrInvalidPayload = errors.New("queue: invalid job payload")
 	// ErrInvalidName is matched when a queue name or kind is empty or has
 	// characters outside [A-Za-z0-9_.:-].
@@ -28,6 +30,10 @@ var (
 	// ErrLeaseLost is returned when a run finishes a job whose lease moved on
 	// to a newer run (the run was presumed dead and the job handed over).
 	ErrLeaseLost = errors.New("queue: job lease lost to a newer run")
+	// ErrInvalidSchedule is matched by the error of an enqueue whose due
+	// time (EnqueueOpts.At) is after the year 9999: due times are kept in
+	// Unix milliseconds, and a far-future one would overflow.
+	ErrInvalidSchedule = errors.New("queue: invalid schedule")
 	// ErrReaped is returned by Fetch when this process was presumed dead and
 	// reaped: its in-flight jobs were handed to others. It must Heartbeat
 	// (which registers it again and reports the reap) before fetching.
@@ -87,6 +93,10 @@ type Job struct {
 	// scheduled and retry sets, time of death in the dead set (admin
 	// listings only).
 	At time.Time `json:"-"`
+	// RawPayload is the payload as stored, for a job whose payload could not
+	// be decoded (admin listings only; LastError says why). It is empty for
+	// every job that decodes.
+	RawPayload string `json:"-"`
 }
 
 // JobError is what the queue keeps of a failed attempt.
@@ -208,8 +218,38 @@ func (j *Job) encodeEnvelope() ([]byte, error) {
 	return e.Append(make([]byte, 0, 96+len(e.Args)+len(e.Meta))), nil
 }
 
-// decodeEnvelope parses a stored envelope into a Job.
-func decodeEnvelope(s string) (*Job, error) {
+// decodePanic is a panic of the payload decoder, turned into an error at
+// the decode boundary: stored data must never crash a worker or an admin
+// call, even through a bug of ours.
+type decodePanic struct {
+	value any
+	stack []byte
+}
+
+func (e *decodePanic) Error() string { return fmt.Sprintf("decoder panicked: %v", e.value) }
+
+// decodeTrace returns the stack of a decoder panic in err's chain, if any.
+func decodeTrace(err error) []byte {
+	if p, ok := errors.AsType[*decodePanic](err); ok {
+		return p.stack
+	}
+	return nil
+}
+
+// decodeSafely decodes a stored envelope with parse (parseEnvelope but in
+// tests) and never panics: an envelope that cannot be decoded, or that makes
+// the decoder panic, gives an error matching ErrInvalidPayload.
+func decodeSafely(s string, parse func(string) (*Job, error)) (j *Job, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			j, err = nil, fmt.Errorf("%w: %w", ErrInvalidPayload, &decodePanic{value: p, stack: debug.Stack()})
+		}
+	}()
+	return parse(s)
+}
+
+// parseEnvelope parses a stored envelope into a Job.
+func parseEnvelope(s string) (*Job, error) {
 	e, err := rdb.ParseEnvelope(s)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidPayload, err)

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -93,11 +95,11 @@ func main() {
 	ahead := flag.Int("ahead", 0, "runner FetchAhead (0 = the default, Concurrency)")
 	events := flag.Bool("events", false, "publish lifecycle events (costs a PUBLISH per transition)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the processing phase to this file")
-	url := flag.String("redis", os.Getenv("REDIS_URL"), "Redis URL (default redis://127.0.0.1:6379/0)")
+	// The default is not given to flag, which would print it (password
+	// and all) in -h.
+	url := flag.String("redis", "", "Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
 	flag.Parse()
-	if *url == "" {
-		*url = "redis://127.0.0.1:6379/0"
-	}
+	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
 	profile, fetchAhead = *cpuprofile, *ahead
 	if err := run(*url, *n, *conc, *batch, *latencyJobs, *events); err != nil {
 		fmt.Fprintln(os.Stderr, "throughput:", err)
@@ -109,7 +111,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	ctx := context.Background()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return err
+		return fmt.Errorf("redis URL %s: %w", redact.URL(url), redact.Error(err, url))
 	}
 	opts.PoolSize = 4 * conc
 	if os.Getenv("RESP") == "2" {
@@ -118,7 +120,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w (start one: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no)", url, err)
+		return fmt.Errorf("redis at %s: %w (start one: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no)", redact.URL(url), redact.Error(err, url))
 	}
 	rt := &counter{}
 	rdb.AddHook(rt)
@@ -130,7 +132,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("iterjob throughput: %d no-op jobs, concurrency %d, Redis %s, events %v\n", n, conc, url, events)
+	fmt.Printf("iterjob throughput: %d no-op jobs, concurrency %d, Redis %s, events %v\n", n, conc, redact.URL(url), events)
 
 	params := make([]queue.Params, batch)
 	for i := range params {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -22,9 +23,12 @@ func describeKey(ctx context.Context, db Querier, query string, args []any, key 
 		}
 		return nil, fmt.Errorf("keyset: describe query: %w", err)
 	}
+	// A copy, taken before the rows end: pgx reuses the slice for the
+	// connection's next query, which a pool lets run as soon as the last
+	// row is read.
+	fds := slices.Clone(rows.FieldDescriptions())
 	for rows.Next() {
 	}
-	fds := rows.FieldDescriptions()
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("keyset: describe query: %w", err)

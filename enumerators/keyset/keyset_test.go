@@ -93,16 +93,22 @@ func itemsTable(t *testing.T, pool *pgxpool.Pool, n int) []keysetItem {
 	return want
 }
 
-// pairsTable creates pairs(a, b, note) with 20 values of a and 50 of b for
-// each, so that pages of 7 split runs of equal a.
+// pairsPerA is the number of rows per value of a in pairsTable: more than a
+// page of 7, so pages split runs of equal a, and few enough that resuming
+// from every one of the 20 × pairsPerA cursors stays quick (each resume
+// reads the rest of the table).
+const pairsPerA = 15
+
+// pairsTable creates pairs(a, b, note) with 20 values of a and pairsPerA of
+// b for each, so that pages of 7 split runs of equal a.
 func pairsTable(t *testing.T, pool *pgxpool.Pool) []keysetPair {
 	t.Helper()
 	pgExec(t, pool, `CREATE TABLE pairs (a int4 NOT NULL, b int8 NOT NULL, note text NOT NULL, PRIMARY KEY (a, b))`)
 	pgExec(t, pool, `INSERT INTO pairs SELECT a, (a * 37 + j * 11) % 1000, a || '/' || j
-		FROM generate_series(1, 20) a, generate_series(1, 50) j ORDER BY random()`)
+		FROM generate_series(1, 20) a, generate_series(1, $1::int) j ORDER BY random()`, pairsPerA)
 	var want []keysetPair
 	for a := 1; a <= 20; a++ {
-		for j := 1; j <= 50; j++ {
+		for j := 1; j <= pairsPerA; j++ {
 			want = append(want, keysetPair{A: int32(a), B: int64((a*37 + j*11) % 1000), Note: fmt.Sprintf("%d/%d", a, j)})
 		}
 	}
@@ -258,17 +264,17 @@ func TestFilterAndArgs(t *testing.T) {
 	require.NoError(t, err)
 	items, cursors, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
-	require.Len(t, items, 100)
+	require.Len(t, items, 2*pairsPerA)
 	for _, it := range items {
 		require.Contains(t, []int32{4, 17}, it.A, "the filter's OR is kept inside parentheses")
 	}
 	require.True(t, slices.IsSortedFunc(items, func(x, y keysetPair) int { return cmp.Or(cmp.Compare(x.A, y.A), cmp.Compare(x.B, y.B)) }))
 
-	e, err = keyset.Rows(t.Context(), cfg, &cursors[49])
+	e, err = keyset.Rows(t.Context(), cfg, &cursors[pairsPerA-1])
 	require.NoError(t, err)
 	rest, _, err := enumerators.Collect(t.Context(), e)
 	require.NoError(t, err)
-	require.Equal(t, items[50:], rest)
+	require.Equal(t, items[pairsPerA:], rest)
 }
 
 // A base query (a join) with a row function, checked for uniqueness on the

@@ -31,6 +31,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/enumerators/keyset"
 	"github.com/iterjob/iterjob/internal/exampleutil"
+	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
@@ -111,7 +112,7 @@ func run(ctx context.Context) error {
 	schema := "backfill_" + queue.NewID()[:8]
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL at %s (set DATABASE_URL): %w", url, err)
+		return fmt.Errorf("connect to PostgreSQL at %s (set DATABASE_URL): %w", redact.URL(url), redact.Error(err, url))
 	}
 	defer admin.Close(ctx)
 	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -120,12 +121,12 @@ func run(ctx context.Context) error {
 	defer admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return err
+		return redact.Error(err, url)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return err
+		return redact.Error(err, url)
 	}
 	defer pool.Close()
 	if _, err := pool.Exec(ctx, `CREATE TABLE accounts (

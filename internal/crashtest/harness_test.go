@@ -167,7 +167,9 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	t.Helper()
 	b.nproc++
 	id := fmt.Sprintf("%s-w%d", b.ns, b.nproc)
-	args := []string{"-redis", b.url, "-ns", b.ns, "-process-id", id}
+	// The URL goes in the environment: a password on the command line is
+	// visible to every user of the machine.
+	args := []string{"-ns", b.ns, "-process-id", id}
 	addDur := func(name string, d time.Duration) {
 		if d != 0 {
 			args = append(args, "-"+name, d.String())
@@ -202,7 +204,7 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	cmd := exec.Command(workerBin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The race detector sleeps a second at exit unless told not to.
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0", "REDIS_URL="+b.url)
 	dieWithTest(cmd)
 	require.NoError(t, cmd.Start())
 	_ = f.Close()

@@ -89,9 +89,11 @@ func ParseEnvelope(s string) (Envelope, error) {
 		}
 		nums[i] = n
 	}
-	metaLen, keyLen := nums[4], nums[5]
-	if metaLen+keyLen > int64(len(rest)) {
-		return e, fmt.Errorf("%w: lengths %d+%d exceed the %d bytes left: %q", ErrBadEnvelope, metaLen, keyLen, len(rest), clip(s))
+	// Each length is checked against what is left, never added to another
+	// unchecked: two huge lengths must not overflow into a small sum.
+	metaLen, keyLen, left := nums[4], nums[5], int64(len(rest))
+	if metaLen > left || keyLen > left-metaLen {
+		return e, fmt.Errorf("%w: lengths %d+%d exceed the %d bytes left: %q", ErrBadEnvelope, metaLen, keyLen, left, clip(s))
 	}
 	e.ID, e.Kind, e.Queue = f[1], f[2], f[3]
 	e.Attempt, e.Recovered = int(nums[0]), int(nums[1])
@@ -115,6 +117,33 @@ func clip(s string) string {
 		return s[:200] + "…"
 	}
 	return s
+}
+
+// EnvelopeEnqueuedAt returns the enqueued-at field (unix µs) of an envelope's
+// header, without parsing the rest: it is readable even when the lengths that
+// follow it are not. ok is false when the header has no such number.
+func EnvelopeEnqueuedAt(s string) (us int64, ok bool) {
+	rest, ok := strings.CutPrefix(s, "1|")
+	if !ok {
+		return 0, false
+	}
+	// Skip id, kind, queue, attempt, recovered, unique hash, max attempts.
+	for range 7 {
+		i := strings.IndexByte(rest, '|')
+		if i < 0 {
+			return 0, false
+		}
+		rest = rest[i+1:]
+	}
+	i := strings.IndexByte(rest, '|')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest[:i], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 // EnvelopeID returns the id the fetch script files an envelope under: its id

@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/internal/redact"
 )
 
 // RedisURLDefault and DatabaseURLDefault are used when TEST_REDIS_URL and
@@ -70,7 +72,7 @@ func RealRedis(t testing.TB) Redis {
 	}
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		t.Fatalf("testutil: TEST_REDIS_URL %q: %v", url, err)
+		t.Fatalf("testutil: TEST_REDIS_URL %s: %v", redact.URL(url), redact.Error(err, url))
 	}
 	c := redis.NewClient(opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -137,7 +139,7 @@ func Postgres(t testing.TB) *pgxpool.Pool {
 
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		t.Fatalf("testutil: %v", err)
+		t.Fatalf("testutil: TEST_DATABASE_URL: %v", redact.Error(err, url))
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.MaxConns = 4
@@ -167,7 +169,8 @@ func DatabaseURL() string {
 
 func unreachable(t testing.TB, what, url string, err error, start, env string) {
 	t.Helper()
-	msg := fmt.Sprintf("testutil: %s at %s is unreachable (%v). Start it with `%s`, or point %s at one.", what, url, err, start, env)
+	msg := fmt.Sprintf("testutil: %s at %s is unreachable (%v). Start it with `%s`, or point %s at one.",
+		what, redact.URL(url), redact.Error(err, url), start, env)
 	if InCI() {
 		t.Fatal(msg + " CI=true: tests that need it fail instead of skipping.")
 	}

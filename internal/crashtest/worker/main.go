@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -126,7 +128,7 @@ func main() {
 
 func run() error {
 	var (
-		url        = flag.String("redis", "redis://127.0.0.1:6379/0", "Redis URL")
+		url        = flag.String("redis", "", "Redis URL (default: $REDIS_URL, which keeps a password out of the process list, else redis://127.0.0.1:6379/0)")
 		ns         = flag.String("ns", "", "namespace (required)")
 		procID     = flag.String("process-id", "", "process id in Redis, also the Redis client name (default: the runner's)")
 		conc       = flag.Int("concurrency", 10, "jobs run at once")
@@ -150,9 +152,10 @@ func run() error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 
+	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
 	opts, err := redis.ParseURL(*url)
 	if err != nil {
-		return fmt.Errorf("-redis: %w", err)
+		return fmt.Errorf("redis URL %s: %w", redact.URL(*url), redact.Error(err, *url))
 	}
 	if *procID != "" {
 		opts.ClientName = *procID
