@@ -29,7 +29,6 @@ func BenchmarkOutbox(b *testing.B) {
 		enqueued := make(chan string, 1)
 		bu := setup(b, r)
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet,
-			Middleware: []queue.Middleware{pg.StagedIDMiddleware},
 			OnEvent: func(_ context.Context, ev queue.Event) {
 				if ev.Type == queue.EventEnqueued {
 					enqueued <- ev.JobID

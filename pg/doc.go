@@ -63,11 +63,11 @@
 // woken by the trigger's notification within a millisecond or two of the
 // commit and polling as a fallback. A drainer that dies between a push and
 // its delete leaves the rows for the next, which pushes them again; the
-// second push adds no job (see the limits below). Build the drainer's
-// queue.Client with StagedIDMiddleware so jobs keep the ids EnqueueTx
-// returned:
+// second push adds no job: every job is enqueued under the id EnqueueTx
+// returned (queue.EnqueueOpts.ID), which the queue remembers for the
+// client's IDRetention (24 h by default).
 //
-//	client, _ := queue.NewClient(rdb, queue.Config{Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+//	client, _ := queue.NewClient(rdb, queue.Config{})
 //	d, _ := pg.NewDrainer(pg.DrainerConfig{DB: pool, Client: client})
 //	_ = d.Start(ctx)
 //	defer d.Stop(ctx)
@@ -128,14 +128,10 @@
 //
 // # Limits of this version
 //
-// The drainer pushes through queue.Client.EnqueueMany and makes a second
-// push of a row a no-op with the queue's uniqueness key
-// "iterjob-outbox:<job id>" (so staged jobs cannot set UniqueKey yet:
-// ErrUniqueKeyUnsupported). The queue releases that key when the job
-// finishes, so a row pushed, then run to completion, before the drainer
-// that pushed it could delete it (it died in that window of one round trip)
-// is pushed and run again. A queue-level "enqueue under this id, once"
-// closes the gap; it replaces one small type (see push.go).
+// Staged jobs cannot set UniqueKey or ID (ErrUniqueKeyUnsupported): a
+// staged job is unique by the id EnqueueTx gives it. A drainer that stays
+// down for longer than the drainer client's IDRetention after a push it
+// could not record would push those rows again as new jobs.
 //
 // A runner middleware sees a run end with a nil error both when a job
 // succeeded and when it was interrupted; the middleware asks the cursor store

@@ -39,9 +39,8 @@ type DrainerConfig struct {
 	// lock and listens on that connection) and closes it when it stops.
 	// Required.
 	DB *pgxpool.Pool
-	// Client pushes the jobs to Redis. Required. INTERIM: until the queue
-	// can enqueue under a chosen id, build it with StagedIDMiddleware in its
-	// queue.Config.Middleware, so jobs keep the ids EnqueueTx returned.
+	// Client pushes the jobs to Redis, each under the id EnqueueTx returned
+	// (a second push within the client's IDRetention adds nothing). Required.
 	Client *queue.Client
 	// Schema holds the outbox table. Default SchemaDefault.
 	Schema string

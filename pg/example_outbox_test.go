@@ -84,10 +84,9 @@ func ExampleEnqueueTx() {
 		return
 	}
 
-	// A drainer moves committed jobs to Redis; a runner runs them. The
-	// client keeps the ids EnqueueTx returned (StagedIDMiddleware).
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: "example", Logger: log,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	// A drainer moves committed jobs to Redis; a runner runs them. Each
+	// job keeps the id EnqueueTx returned.
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: "example", Logger: log})
 	if err != nil {
 		fmt.Println(err)
 		return

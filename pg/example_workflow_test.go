@@ -132,8 +132,7 @@ func ExampleNewWorkflow() {
 
 	// A process that runs workflows: a drainer, and a runner with the
 	// middleware that records the outcomes of awaited jobs.
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: "example", Logger: log,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: "example", Logger: log})
 	if err != nil {
 		fmt.Println(err)
 		return

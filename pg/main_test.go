@@ -83,8 +83,7 @@ func setup(t testing.TB, r testutil.Redis) *bundle {
 	require.NoError(t, pool.QueryRow(ctx, "SELECT current_schema()").Scan(&schema))
 	_, err := pg.Migrate(ctx, pool, &pg.MigrateOpts{Schema: schema, Logger: quiet})
 	require.NoError(t, err)
-	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet})
 	require.NoError(t, err)
 	return &bundle{pool: pool, schema: schema, redis: r, client: client}
 }

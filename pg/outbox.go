@@ -13,10 +13,9 @@ import (
 )
 
 // ErrUniqueKeyUnsupported is returned when a staged job sets
-// EnqueueOpts.UniqueKey. The drainer uses the queue's uniqueness to push
-// each staged job once (see the pusher in push.go), so it cannot honour a
-// key of the job's own yet.
-var ErrUniqueKeyUnsupported = errors.New("pg: staged jobs cannot set UniqueKey yet")
+// EnqueueOpts.UniqueKey or EnqueueOpts.ID: a staged job is unique by the id
+// EnqueueTx gives it, and the outbox does not carry a key of its own.
+var ErrUniqueKeyUnsupported = errors.New("pg: staged jobs cannot set UniqueKey or ID")
 
 // ErrInvalidJob is matched by the error for a staged job the queue would
 // refuse: a bad kind or queue name, arguments that are not JSON, a negative
@@ -48,7 +47,7 @@ func EnqueueManyTx(ctx context.Context, tx pgx.Tx, params []queue.Params) ([]str
 // caller's transaction tx, and returns the id the job will have in the
 // queue. If tx rolls back, the job never exists; once tx commits, a Drainer
 // pushes it to Redis, once. opts are those of queue.Client.Enqueue, except
-// that UniqueKey is refused for now (ErrUniqueKeyUnsupported); In counts
+// that UniqueKey and ID are refused (ErrUniqueKeyUnsupported); In counts
 // from now, not from the commit.
 func (s Schema) EnqueueTx(ctx context.Context, tx pgx.Tx, kind string, args any, opts *queue.EnqueueOpts) (string, error) {
 	schema := schemaOr(string(s))
@@ -117,8 +116,8 @@ func newStaged(now time.Time, p queue.Params) (staged, error) {
 	if p.Opts != nil {
 		o = *p.Opts
 	}
-	if o.UniqueKey != "" {
-		return staged{}, fmt.Errorf("%w (job %s): the drainer holds the key %q while it pushes", ErrUniqueKeyUnsupported, p.Kind, outboxKeyPrefix+"<job id>")
+	if o.UniqueKey != "" || o.ID != "" {
+		return staged{}, fmt.Errorf("%w (job %s)", ErrUniqueKeyUnsupported, p.Kind)
 	}
 	if o.Queue == "" {
 		o.Queue = queue.QueueDefault

@@ -140,6 +140,26 @@ func TestDrainerRepushAddsNoJob(t *testing.T) {
 	})
 }
 
+// The second push adds nothing even when the first pushed job has finished
+// meanwhile (here: deleted from its queue), so a job is never run twice.
+func TestDrainerRepushAfterTheJobFinishedAddsNoJob(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := context.Background()
+		b := setup(t, r)
+		var id string
+		require.NoError(t, pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			var err error
+			id, err = pg.Schema(b.schema).EnqueueTx(ctx, tx, "a", nil, nil)
+			return err
+		}))
+		require.NoError(t, pg.PushStaged(ctx, b.pool, b.schema, b.client))
+		require.NoError(t, b.client.DeleteQueued(ctx, queue.QueueDefault, id), "the pushed job finished")
+		require.NoError(t, pg.PushStaged(ctx, b.pool, b.schema, b.client))
+		require.Empty(t, b.queued(t, queue.QueueDefault), "the row was pushed again as a new job")
+	})
+}
+
 func TestDrainerOneActiveAtATime(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testutil.Miniredis(t))

@@ -4,33 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/iterjob/iterjob/queue"
 )
 
 // The drainer pushes staged jobs to Redis through a pusher. Pushing the same
 // row twice (after a drainer died between its push and its delete) must not
-// create two jobs.
-//
-// INTERIM (until queue can enqueue under a caller-chosen job id, once): the
-// only implementation, clientPusher, goes through queue.Client.EnqueueMany
-// and makes each push unique with the queue's uniqueness keys:
-// UniqueKey "iterjob-outbox:<job id>", held for outboxUniqueFor. A second
-// push while the key is held is reported Duplicate, and the drainer takes it
-// as done. The job keeps the id EnqueueTx returned only if the client runs
-// StagedIDMiddleware.
-//
-// Known gap of the interim: the queue releases a uniqueness key when its job
-// finishes (ack, death, cancel), TTL or not. So if a drainer dies after a
-// push and before its delete commits (a window of one DELETE round trip),
-// and the pushed job has already finished when the next drainer pushes the
-// row again, the job runs a second time. While the first copy waits or runs,
-// the second push is a duplicate, as it must be. A queue-level "enqueue
-// under this id once" that remembers the id after the job finishes closes
-// the gap; switching to it replaces clientPusher and nothing else.
+// create two jobs: each job is enqueued under the id EnqueueTx returned
+// (queue.EnqueueOpts.ID), which the queue remembers for the client's
+// IDRetention (24 h by default), so a second push within that time adds
+// nothing, whether the first job still waits, runs or has finished.
 type pusher interface {
 	// push enqueues jobs, each under its staged id, in order. A job that was
 	// pushed before counts as pushed. An error means some jobs may have
@@ -38,33 +21,10 @@ type pusher interface {
 	push(ctx context.Context, jobs []staged) error
 }
 
-const (
-	// outboxKeyPrefix starts the uniqueness key of a pushed staged job.
-	outboxKeyPrefix = "iterjob-outbox:"
-	// outboxUniqueFor is how long a pushed job's uniqueness key is held
-	// (unless the job finishes first: see pusher).
-	outboxUniqueFor = 24 * time.Hour
-)
-
-// StagedIDMiddleware is a queue.Middleware that gives a job pushed by a
-// Drainer the id EnqueueTx returned for it. Add it to the Middleware of the
-// queue.Config of the Client a Drainer pushes through; without it the jobs
-// get new ids in the queue (each is still pushed once) and the drainer logs
-// an error.
-//
-// INTERIM: it goes away when the queue can enqueue under a chosen id.
-func StagedIDMiddleware(ctx context.Context, job *queue.Job, next func(context.Context, *queue.Job) error) error {
-	if id, ok := strings.CutPrefix(job.UniqueKey, outboxKeyPrefix); ok && id != "" {
-		job.ID = id
-	}
-	return next(ctx, job)
-}
-
-// clientPusher pushes through a queue.Client (INTERIM: see pusher).
+// clientPusher pushes through a queue.Client.
 type clientPusher struct {
-	c      *queue.Client
-	log    *slog.Logger
-	warned atomic.Bool
+	c   *queue.Client
+	log *slog.Logger
 }
 
 func (p *clientPusher) push(ctx context.Context, jobs []staged) error {
@@ -74,8 +34,7 @@ func (p *clientPusher) push(ctx context.Context, jobs []staged) error {
 			Queue:       j.queue,
 			MaxAttempts: int(j.maxAttempts),
 			Meta:        j.meta,
-			UniqueKey:   outboxKeyPrefix + j.jobID,
-			UniqueFor:   outboxUniqueFor,
+			ID:          j.jobID,
 		}
 		if j.runAt != nil {
 			o.At = *j.runAt
@@ -87,13 +46,9 @@ func (p *clientPusher) push(ctx context.Context, jobs []staged) error {
 		return err
 	}
 	dups := 0
-	for i, r := range res {
+	for _, r := range res {
 		if r.Duplicate {
 			dups++
-		}
-		if r.Job.ID != jobs[i].jobID && !p.warned.Swap(true) {
-			p.log.ErrorContext(ctx, "pg: staged jobs get new ids in the queue: add pg.StagedIDMiddleware to the drainer's queue.Config.Middleware",
-				slog.String("staged_id", jobs[i].jobID), slog.String("queue_id", r.Job.ID))
 		}
 	}
 	if dups > 0 {

@@ -22,6 +22,8 @@ const (
 	DeadMaxJobsDefault = 10_000
 	// DeadMaxAgeDefault is how long a job stays in the dead set.
 	DeadMaxAgeDefault = 180 * 24 * time.Hour
+	// IDRetentionDefault is how long a caller-chosen job id is remembered.
+	IDRetentionDefault = 24 * time.Hour
 	// enqueueChunk bounds the jobs one script call adds.
 	enqueueChunk = 500
 )
@@ -55,6 +57,10 @@ type Config struct {
 	// DeadMaxAge is how long dead jobs are kept. Zero means
 	// DeadMaxAgeDefault.
 	DeadMaxAge time.Duration
+	// IDRetention is how long a caller-chosen job id (EnqueueOpts.ID) is
+	// remembered, so that enqueuing it again adds nothing. Zero means
+	// IDRetentionDefault.
+	IDRetention time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -67,6 +73,9 @@ func (c Config) withDefaults() Config {
 	if c.DeadMaxJobs == 0 {
 		c.DeadMaxJobs = DeadMaxJobsDefault
 	}
+	if c.IDRetention == 0 {
+		c.IDRetention = IDRetentionDefault
+	}
 	if c.DeadMaxAge == 0 {
 		c.DeadMaxAge = DeadMaxAgeDefault
 	}
@@ -77,8 +86,8 @@ func (c Config) validate() error {
 	if err := checkName("namespace", c.Namespace); err != nil {
 		return err
 	}
-	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 {
-		return errors.New("queue: DeadMaxJobs and DeadMaxAge must not be negative")
+	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 || c.IDRetention < 0 {
+		return errors.New("queue: DeadMaxJobs, DeadMaxAge and IDRetention must not be negative")
 	}
 	return nil
 }
@@ -139,6 +148,13 @@ type EnqueueOpts struct {
 	UniqueFor time.Duration
 	// Meta annotates the job; it travels with it and with its events.
 	Meta map[string]string
+	// ID is the job's id, chosen by the caller (1-200 of A-Z a-z 0-9 _ . :
+	// -). Default: a random id. A chosen id makes the enqueue idempotent:
+	// while the id is remembered (Config.IDRetention after its enqueue),
+	// enqueuing it again adds nothing and reports a duplicate, even if the
+	// first job has finished meanwhile. Use it when a retried call must not
+	// add a job twice (an outbox drained after a crash, a periodic tick).
+	ID string
 }
 
 // Result is the outcome of one enqueue.
@@ -146,8 +162,8 @@ type Result struct {
 	// Job is the job as enqueued (for a duplicate: as it would have been,
 	// with ID set to the existing job's id).
 	Job *Job
-	// Duplicate means a job holding the same UniqueKey already exists;
-	// nothing was added.
+	// Duplicate means nothing was added: a job holding the same UniqueKey
+	// exists, or the job's chosen ID was enqueued within Config.IDRetention.
 	Duplicate bool
 	// Scheduled means the job waits in the scheduled set until it is due.
 	Scheduled bool
@@ -238,12 +254,18 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 	if o.MaxAttempts < 0 || o.UniqueFor < 0 {
 		return pending{}, errors.New("queue: MaxAttempts and UniqueFor must not be negative")
 	}
+	id := o.ID
+	if id == "" {
+		id = NewID()
+	} else if err := checkName("job id", id); err != nil {
+		return pending{}, err
+	}
 	args, err := encodeArgs(p.Args)
 	if err != nil {
 		return pending{}, fmt.Errorf("queue: encode args of %s: %w", p.Kind, err)
 	}
 	j := &Job{
-		ID:          NewID(),
+		ID:          id,
 		Kind:        p.Kind,
 		Queue:       o.Queue,
 		Args:        args,
@@ -269,6 +291,13 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 		if err := checkName("queue", j.Queue); err != nil {
 			return err
 		}
+		var keepID time.Duration
+		if o.ID != "" || j.ID != id { // chosen by the caller or a middleware
+			if err := checkName("job id", j.ID); err != nil {
+				return err
+			}
+			keepID = c.cfg.IDRetention
+		}
 		env, err := j.encodeEnvelope()
 		if err != nil {
 			return err
@@ -286,7 +315,7 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 		out = pending{job: j, ev: ev, new: rdb.NewJob{
 			ID: j.ID, Queue: j.Queue, Envelope: env, Due: dueMs,
 			UniqueHash: uniqueHash(j.UniqueKey), UniqueTTLMs: o.UniqueFor.Milliseconds(),
-			Event: c.ev.encode(ctx, ev),
+			Event: c.ev.encode(ctx, ev), KeepIDMs: keepID.Milliseconds(),
 		}}
 		return nil
 	}

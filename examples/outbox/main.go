@@ -134,8 +134,7 @@ func run(ctx context.Context) error {
 
 	// The drainer pushes committed rows to Redis under the ids EnqueueTx
 	// returned; the runner runs them.
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger})
 	if err != nil {
 		return err
 	}

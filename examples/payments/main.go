@@ -181,8 +181,7 @@ func runChild() error {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: log,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@
 //	p j:<jid>            hash: envelope and last error of a job in one of those sets
 //	p cancels            sorted set: ids of jobs whose cancellation is pending, score = request time in ms
 //	p call:<token>       the reply of a script call, kept a minute, so a call the client retries is not applied twice
+//	p ids               sorted set: caller-chosen job ids enqueued lately, score = when they may be used again (ms)
 //	p u:<hash>           string: the job id holding a uniqueness key (hash of the key)
 //	p procs              sorted set: worker processes, score = last heartbeat in ms (server time)
 //	p proc:<id>          hash: a process's info, busy jobs, liveness channel and heartbeat interval
@@ -66,6 +67,7 @@ func (k Keys) Alive(id string) string          { return k.p + "alive:" + id }
 func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
 func (k Keys) Started(id string) string        { return k.p + "started:" + id }
 func (k Keys) Cancels() string                 { return k.p + "cancels" }
+func (k Keys) IDs() string                     { return k.p + "ids" }
 func (k Keys) Leases() string                  { return k.p + "leases" }
 func (k Keys) Epoch() string                   { return k.p + "epoch" }
 func (k Keys) Iter(jid string) string          { return k.p + "it:" + jid }

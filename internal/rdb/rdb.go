@@ -38,6 +38,9 @@ type NewJob struct {
 	UniqueHash  string
 	UniqueTTLMs int64
 	Event       []byte
+	// KeepIDMs, when positive, makes ID idempotent: the id is remembered for
+	// this long, and enqueuing it again meanwhile adds nothing (a duplicate).
+	KeepIDMs int64
 }
 
 // Enqueue status codes.
@@ -55,12 +58,12 @@ type EnqueueReply struct {
 
 // Enqueue adds jobs in one round trip.
 func (db *DB) Enqueue(ctx context.Context, now time.Time, jobs []NewJob) ([]EnqueueReply, error) {
-	args := make([]any, 0, 3+7*len(jobs))
+	args := make([]any, 0, 3+8*len(jobs))
 	args = append(args, db.Keys.Prefix(), Ms(now), Token())
 	for _, j := range jobs {
-		args = append(args, j.ID, j.Queue, j.Envelope, j.Due, j.UniqueHash, j.UniqueTTLMs, j.Event)
+		args = append(args, j.ID, j.Queue, j.Envelope, j.Due, j.UniqueHash, j.UniqueTTLMs, j.Event, j.KeepIDMs)
 	}
-	res, err := enqueueScript.Run(ctx, db.C, []string{db.Keys.Queues()}, args...).Slice()
+	res, err := enqueueScript.Run(ctx, db.C, []string{db.Keys.Queues(), db.Keys.IDs()}, args...).Slice()
 	if err != nil {
 		return nil, err
 	}

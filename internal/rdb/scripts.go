@@ -107,26 +107,40 @@ end
 
 // enqueueScript adds jobs, to their queue's tail or to the scheduled set.
 //
-// KEYS[1] queues set
+// KEYS[1] queues set, KEYS[2] remembered job ids
 // ARGV[1] prefix, ARGV[2] now (ms), ARGV[3] call token (a retried call
-// returns the first call's reply), then 7 per job:
+// returns the first call's reply), then 8 per job:
 //
 //	jid, queue, envelope, due (ms, 0 = now), unique hash ('' = none),
-//	unique ttl (ms, 0 = until the job finishes), event JSON ('' = none)
+//	unique ttl (ms, 0 = until the job finishes), event JSON ('' = none),
+//	how long to remember a caller-chosen jid (ms, 0 = not chosen)
 //
 // Returns, per job, a status and a job id: 1 queued, 2 scheduled, 0 duplicate
-// (the id is the job holding the uniqueness key).
+// (the id is the job holding the uniqueness key, or the remembered jid).
 var enqueueScript = redis.NewScript(luaLib + `
 local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local prior = replay(p, ARGV[3])
 if prior then return prior end
 local out, pushes, queues = {}, {}, {}
-for b = 4, #ARGV - 1, 7 do
+local pruned = false
+for b = 4, #ARGV - 1, 8 do
   local jid, q, env = ARGV[b], ARGV[b+1], ARGV[b+2]
   local due, uh, uttl, ev = tonumber(ARGV[b+3]), ARGV[b+4], tonumber(ARGV[b+5]), ARGV[b+6]
+  local keep = tonumber(ARGV[b+7])
   local status = 1
-  if uh ~= '' then
+  if keep > 0 then
+    if not pruned then
+      redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+      pruned = true
+    end
+    if redis.call('ZSCORE', KEYS[2], jid) then
+      status = 0
+    else
+      redis.call('ZADD', KEYS[2], now + keep, jid)
+    end
+  end
+  if status == 1 and uh ~= '' then
     local uk = p .. 'u:' .. uh
     local ok
     if uttl > 0 then ok = redis.call('SET', uk, jid, 'NX', 'PX', uttl)

@@ -73,8 +73,7 @@ func run() error {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: *ns, Logger: log,
-		Middleware: []queue.Middleware{pg.StagedIDMiddleware}})
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: *ns, Logger: log})
 	if err != nil {
 		return err
 	}
