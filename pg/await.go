@@ -11,6 +11,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -107,7 +108,7 @@ type middleware struct {
 	q   *sqls
 }
 
-func (m *middleware) handle(ctx context.Context, job *queue.Job, next func(context.Context) error) error {
+func (m *middleware) handle(ctx context.Context, job *jobtype.Job, next func(context.Context) error) error {
 	wf := job.Meta[metaAwait]
 	if wf == "" {
 		return next(ctx)
@@ -132,7 +133,7 @@ func (m *middleware) handle(ctx context.Context, job *queue.Job, next func(conte
 }
 
 // outcome tells whether a run ended its job for good, and how.
-func (m *middleware) outcome(ctx context.Context, job *queue.Job, err error) (JobState, string, bool, error) {
+func (m *middleware) outcome(ctx context.Context, job *jobtype.Job, err error) (JobState, string, bool, error) {
 	if ctx.Err() != nil {
 		if errors.Is(context.Cause(ctx), runner.ErrCancelled) {
 			return JobFailed, "cancelled", true, nil
@@ -166,7 +167,7 @@ func (m *middleware) outcome(ctx context.Context, job *queue.Job, err error) (Jo
 
 // record writes a job's outcome, retrying for a few seconds, and stages the
 // workflow's continuation when the job completes its group.
-func (m *middleware) record(ctx context.Context, log *slog.Logger, wf string, job *queue.Job, state JobState, msg string) error {
+func (m *middleware) record(ctx context.Context, log *slog.Logger, wf string, job *jobtype.Job, state JobState, msg string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	wait := 20 * time.Millisecond
@@ -185,7 +186,7 @@ func (m *middleware) record(ctx context.Context, log *slog.Logger, wf string, jo
 	}
 }
 
-func (m *middleware) recordTx(ctx context.Context, log *slog.Logger, tx pgx.Tx, wf string, job *queue.Job, state JobState, msg string) error {
+func (m *middleware) recordTx(ctx context.Context, log *slog.Logger, tx pgx.Tx, wf string, job *jobtype.Job, state JobState, msg string) error {
 	var (
 		name, status, q string
 		awaitStep       *string

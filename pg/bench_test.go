@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/pg"
 	"github.com/iterjob/iterjob/queue"
 )
@@ -29,8 +30,8 @@ func BenchmarkOutbox(b *testing.B) {
 		enqueued := make(chan string, 1)
 		bu := setup(b, r)
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet,
-			OnEvent: func(_ context.Context, ev queue.Event) {
-				if ev.Type == queue.EventEnqueued {
+			OnEvent: func(_ context.Context, ev jobtype.Event) {
+				if ev.Type == jobtype.EventEnqueued {
 					enqueued <- ev.JobID
 				}
 			}})

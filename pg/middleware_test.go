@@ -12,6 +12,7 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/pg"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
@@ -62,7 +63,7 @@ func TestMiddlewareRecordsOnlyFinalOutcomes(t *testing.T) {
 	require.NoError(t, err)
 	runJob := func(ctx context.Context, n, attempt int, result error) {
 		t.Helper()
-		job := &queue.Job{ID: st.Jobs[n].JobID, Kind: "held", Queue: "held", Attempt: attempt, MaxAttempts: 2,
+		job := &jobtype.Job{ID: st.Jobs[n].JobID, Kind: "held", Queue: "held", Attempt: attempt, MaxAttempts: 2,
 			Meta: map[string]string{"iterjob.await": id}}
 		err := mw(ctx, job, func(context.Context) error { return result })
 		require.Equal(t, result, err, "the middleware passes the run's error on")

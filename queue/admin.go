@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // This file is the admin API: what a dashboard or an operator's script needs
@@ -104,7 +105,7 @@ func (c *Client) ResumeQueue(ctx context.Context, q string) error {
 // next to run). A job whose payload cannot be decoded is listed with its
 // RawPayload and the parse error as its LastError; a runner sends it to the
 // dead set when it fetches it.
-func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]*Job, error) {
+func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]*jobtype.Job, error) {
 	if offset < 0 || limit <= 0 {
 		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
 	}
@@ -112,13 +113,13 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 	if err != nil {
 		return nil, fmt.Errorf("queue: list queue %s: %w", q, err)
 	}
-	out := make([]*Job, 0, len(envs))
+	out := make([]*jobtype.Job, 0, len(envs))
 	for _, env := range envs {
 		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &Job{ID: rdb.EnvelopeID(env, 0), Queue: q, RawPayload: env, LastError: NewJobError(err, decodeTrace(err), 0, time.Time{})}
+			j = &jobtype.Job{ID: rdb.EnvelopeID(env, 0), Queue: q, RawPayload: env, LastError: jobtype.NewJobError(err, decodeTrace(err), 0, time.Time{})}
 		}
-		j.State = StateQueued
+		j.State = jobtype.StateQueued
 		out = append(out, j)
 	}
 	return out, nil
@@ -130,7 +131,7 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 // decoded (in the dead set: a payload a runner could not parse) is listed
 // with its RawPayload and, as its LastError, the error recorded when it
 // died or else the parse error.
-func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*Job, error) {
+func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*jobtype.Job, error) {
 	if !set.valid() {
 		return nil, fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
@@ -147,7 +148,7 @@ func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*Jo
 }
 
 // loadWaiting reads the job hashes of sorted-set members.
-func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([]*Job, error) {
+func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([]*jobtype.Job, error) {
 	pipe := c.db.C.Pipeline()
 	cmds := make([]*redis.SliceCmd, len(members))
 	for i, m := range members {
@@ -158,22 +159,22 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 			return nil, fmt.Errorf("queue: read %s jobs: %w", set, err)
 		}
 	}
-	out := make([]*Job, 0, len(members))
+	out := make([]*jobtype.Job, 0, len(members))
 	for i, m := range members {
 		id := m.Member.(string)
 		vals := cmds[i].Val()
 		env, _ := vals[0].(string)
 		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &Job{ID: id, RawPayload: env, LastError: NewJobError(err, decodeTrace(err), 0, time.Time{})}
+			j = &jobtype.Job{ID: id, RawPayload: env, LastError: jobtype.NewJobError(err, decodeTrace(err), 0, time.Time{})}
 		}
 		if e, _ := vals[1].(string); e != "" {
-			var jerr JobError
+			var jerr jobtype.JobError
 			if json.Unmarshal([]byte(e), &jerr) == nil {
 				j.LastError = &jerr
 			}
 		}
-		j.State = State(set)
+		j.State = jobtype.State(set)
 		j.At = time.UnixMilli(int64(m.Score))
 		out = append(out, j)
 	}
@@ -182,7 +183,7 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 
 // decode decodes a stored payload for a listing. A decoder panic (a bug:
 // stored data must never crash a caller) is logged with its stack.
-func (c *Client) decode(ctx context.Context, env string) (*Job, error) {
+func (c *Client) decode(ctx context.Context, env string) (*jobtype.Job, error) {
 	j, err := decodeSafely(env, c.parse)
 	if trace := decodeTrace(err); trace != nil {
 		c.cfg.Logger.ErrorContext(ctx, "queue: payload decoder panicked", slog.String("jid", rdb.EnvelopeID(env, 0)),
@@ -210,7 +211,7 @@ const maxRereads = 10
 // script moves the job only if its envelope is still that one, so the event
 // published with the move describes the job as it was moved. If it is not
 // (the job ran meanwhile and came back), move reads it again.
-func (c *Client) move(ctx context.Context, set Set, id, target string, t EventType, errText string) error {
+func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype.EventType, errText string) error {
 	if !set.valid() {
 		return fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
@@ -247,13 +248,13 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t EventTy
 // eventFrom returns an event of type t for job id, with what its envelope env
 // says of it (kind, queue, attempt, meta); only the id if it has none or
 // cannot be read.
-func eventFrom(t EventType, id, env string, at time.Time) Event {
+func eventFrom(t jobtype.EventType, id, env string, at time.Time) jobtype.Event {
 	if env != "" {
 		if j, err := decodeSafely(env, parseEnvelope); err == nil {
-			return NewEvent(t, j, at)
+			return jobtype.NewEvent(t, j, at)
 		}
 	}
-	return Event{Type: t, JobID: id, At: at}
+	return jobtype.Event{Type: t, JobID: id, At: at}
 }
 
 // RunNow moves a job from a set (scheduled, retry or dead) to the tail of its
@@ -261,7 +262,7 @@ func eventFrom(t EventType, id, env string, at time.Time) Event {
 // raise MaxAttempts by enqueuing anew if it has none left. It emits an
 // enqueued event.
 func (c *Client) RunNow(ctx context.Context, set Set, id string) error {
-	return c.move(ctx, set, id, "queue", EventEnqueued, "")
+	return c.move(ctx, set, id, "queue", jobtype.EventEnqueued, "")
 }
 
 // Kill moves a job from the scheduled or retry set to the dead set and emits
@@ -270,18 +271,18 @@ func (c *Client) Kill(ctx context.Context, set Set, id string) error {
 	if set == SetDead {
 		return fmt.Errorf("%w: %s is already dead", ErrInvalidSet, id)
 	}
-	return c.move(ctx, set, id, "dead", EventDead, "killed through the admin API")
+	return c.move(ctx, set, id, "dead", jobtype.EventDead, "killed through the admin API")
 }
 
 // Delete removes a job from a set for good and emits a deleted event.
 func (c *Client) Delete(ctx context.Context, set Set, id string) error {
-	return c.move(ctx, set, id, "delete", EventDeleted, "")
+	return c.move(ctx, set, id, "delete", jobtype.EventDeleted, "")
 }
 
 // DeleteQueued removes a waiting job from queue q (a scan of the queue, see
 // Cancel) and emits a deleted event.
 func (c *Client) DeleteQueued(ctx context.Context, q, id string) error {
-	ev, ok, err := c.removeQueued(ctx, q, id, EventDeleted)
+	ev, ok, err := c.removeQueued(ctx, q, id, jobtype.EventDeleted)
 	if err != nil {
 		return fmt.Errorf("queue: delete %s from %s: %w", id, q, err)
 	}
@@ -307,7 +308,7 @@ type Process struct {
 	Extra map[string]any
 	// Busy lists the jobs it runs, with iterable jobs' progress as of their
 	// last checkpoint.
-	Busy []BusyJob
+	Busy []jobtype.BusyJob
 }
 
 // Processes lists the processes that heartbeat in the namespace.

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -18,18 +19,18 @@ import (
 // published on the namespace's channel.
 type eventLog struct {
 	mu      sync.Mutex
-	handled []queue.Event
+	handled []jobtype.Event
 	sub     *queue.Subscription
 }
 
-func (l *eventLog) handle(_ context.Context, ev queue.Event) {
+func (l *eventLog) handle(_ context.Context, ev jobtype.Event) {
 	l.mu.Lock()
 	l.handled = append(l.handled, ev)
 	l.mu.Unlock()
 }
 
 // last returns the last event handled in-process, which must be of type typ.
-func (l *eventLog) last(t *testing.T, typ queue.EventType) queue.Event {
+func (l *eventLog) last(t *testing.T, typ jobtype.EventType) jobtype.Event {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -40,7 +41,7 @@ func (l *eventLog) last(t *testing.T, typ queue.EventType) queue.Event {
 }
 
 // published returns the next published event of type typ.
-func (l *eventLog) published(t *testing.T, typ queue.EventType) queue.Event {
+func (l *eventLog) published(t *testing.T, typ jobtype.EventType) jobtype.Event {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -70,7 +71,7 @@ func eventClient(t *testing.T, r testutil.Redis, c redis.UniversalClient) (*queu
 
 // requireJob checks that ev describes job id of kind "report" in queue
 // "reports" at attempt, with its meta.
-func requireJob(t *testing.T, ev queue.Event, id string, attempt int) {
+func requireJob(t *testing.T, ev jobtype.Event, id string, attempt int) {
 	t.Helper()
 	require.Equal(t, id, ev.JobID)
 	require.Equal(t, "report", ev.Kind)
@@ -92,7 +93,7 @@ func TestAdminEventsDescribeTheJob(t *testing.T) {
 		later := reportOpts
 		later.In = time.Hour
 
-		both := func(typ queue.EventType, id string, attempt int) queue.Event {
+		both := func(typ jobtype.EventType, id string, attempt int) jobtype.Event {
 			t.Helper()
 			ev := log.last(t, typ)
 			requireJob(t, ev, id, attempt)
@@ -104,48 +105,48 @@ func TestAdminEventsDescribeTheJob(t *testing.T) {
 		// RunNow from the scheduled set.
 		res, err := client.Enqueue(ctx, "report", 1, &later)
 		require.NoError(t, err)
-		log.published(t, queue.EventScheduled)
+		log.published(t, jobtype.EventScheduled)
 		require.NoError(t, client.RunNow(ctx, queue.SetScheduled, res.Job.ID))
-		both(queue.EventEnqueued, res.Job.ID, 1)
+		both(jobtype.EventEnqueued, res.Job.ID, 1)
 
 		// A job that failed once waits in the retry set for its second
 		// attempt: RunNow says so, then Kill.
 		jobs, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		require.Len(t, jobs, 1)
-		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), queue.NewJobError(context.Canceled, nil, 1, time.Now()), nil))
+		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), jobtype.NewJobError(context.Canceled, nil, 1, time.Now()), nil))
 		require.NoError(t, client.RunNow(ctx, queue.SetRetry, res.Job.ID))
-		both(queue.EventEnqueued, res.Job.ID, 2)
+		both(jobtype.EventEnqueued, res.Job.ID, 2)
 		jobs, err = b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
-		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), queue.NewJobError(context.Canceled, nil, 2, time.Now()), nil))
+		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), jobtype.NewJobError(context.Canceled, nil, 2, time.Now()), nil))
 		require.NoError(t, client.Kill(ctx, queue.SetRetry, res.Job.ID))
-		dead := both(queue.EventDead, res.Job.ID, 3)
+		dead := both(jobtype.EventDead, res.Job.ID, 3)
 		require.Equal(t, "killed through the admin API", dead.Error)
 
 		// Delete from the dead set.
 		require.NoError(t, client.Delete(ctx, queue.SetDead, res.Job.ID))
-		both(queue.EventDeleted, res.Job.ID, 3)
+		both(jobtype.EventDeleted, res.Job.ID, 3)
 
 		// Cancel a scheduled job, and a queued one.
 		sched, err := client.Enqueue(ctx, "report", 2, &later)
 		require.NoError(t, err)
 		st, err := client.Cancel(ctx, sched.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateScheduled, st)
-		both(queue.EventCancelled, sched.Job.ID, 1)
+		require.Equal(t, jobtype.StateScheduled, st)
+		both(jobtype.EventCancelled, sched.Job.ID, 1)
 		queued, err := client.Enqueue(ctx, "report", 3, &reportOpts)
 		require.NoError(t, err)
 		st, err = client.Cancel(ctx, queued.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateQueued, st)
-		both(queue.EventCancelled, queued.Job.ID, 1)
+		require.Equal(t, jobtype.StateQueued, st)
+		both(jobtype.EventCancelled, queued.Job.ID, 1)
 
 		// DeleteQueued.
 		queued, err = client.Enqueue(ctx, "report", 4, &reportOpts)
 		require.NoError(t, err)
 		require.NoError(t, client.DeleteQueued(ctx, "reports", queued.Job.ID))
-		both(queue.EventDeleted, queued.Job.ID, 1)
+		both(jobtype.EventDeleted, queued.Job.ID, 1)
 
 		// A job whose cancellation is pending when it is fetched is
 		// dropped by the fetch, which publishes its cancelled event.
@@ -155,12 +156,12 @@ func TestAdminEventsDescribeTheJob(t *testing.T) {
 		require.NoError(t, err)
 		st, err = client.Cancel(ctx, queued.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateRunning, st)
+		require.Equal(t, jobtype.StateRunning, st)
 		require.NoError(t, b.cons.Requeue(ctx, jobs[0], nil))
 		none, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		require.Empty(t, none, "the cancelled job is dropped")
-		requireJob(t, log.published(t, queue.EventCancelled), queued.Job.ID, 1)
+		requireJob(t, log.published(t, jobtype.EventCancelled), queued.Job.ID, 1)
 	})
 }
 
@@ -172,17 +173,17 @@ func TestAdminEventIsBuiltFromTheJobAsMoved(t *testing.T) {
 	for _, call := range []struct {
 		name string
 		do   func(ctx context.Context, c *queue.Client, id string) error
-		typ  queue.EventType
+		typ  jobtype.EventType
 	}{
-		{"RunNow", func(ctx context.Context, c *queue.Client, id string) error { return c.RunNow(ctx, queue.SetRetry, id) }, queue.EventEnqueued},
-		{"Kill", func(ctx context.Context, c *queue.Client, id string) error { return c.Kill(ctx, queue.SetRetry, id) }, queue.EventDead},
+		{"RunNow", func(ctx context.Context, c *queue.Client, id string) error { return c.RunNow(ctx, queue.SetRetry, id) }, jobtype.EventEnqueued},
+		{"Kill", func(ctx context.Context, c *queue.Client, id string) error { return c.Kill(ctx, queue.SetRetry, id) }, jobtype.EventDead},
 		{"Cancel", func(ctx context.Context, c *queue.Client, id string) error {
 			st, err := c.Cancel(ctx, id)
-			if err == nil && st != queue.StateRetry {
+			if err == nil && st != jobtype.StateRetry {
 				return fmt.Errorf("cancelled in state %s, want retry", st)
 			}
 			return err
-		}, queue.EventCancelled},
+		}, jobtype.EventCancelled},
 	} {
 		t.Run(call.name, func(t *testing.T) {
 			t.Parallel()
@@ -195,7 +196,7 @@ func TestAdminEventIsBuiltFromTheJobAsMoved(t *testing.T) {
 					jobs, err := b.cons.Fetch(ctx, 1)
 					require.NoError(t, err)
 					require.Len(t, jobs, 1)
-					require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), queue.NewJobError(context.Canceled, nil, attempt, time.Now()), nil))
+					require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), jobtype.NewJobError(context.Canceled, nil, attempt, time.Now()), nil))
 				}
 				retry(1) // waits for attempt 2
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -43,7 +44,7 @@ func TestMalformedPayloadIsListedAndDeadLettered(t *testing.T) {
 		require.Len(t, listed, 2)
 		require.Equal(t, "badjob", listed[0].ID)
 		require.Equal(t, raw, listed[0].RawPayload)
-		require.Equal(t, queue.StateQueued, listed[0].State)
+		require.Equal(t, jobtype.StateQueued, listed[0].State)
 		require.NotNil(t, listed[0].LastError)
 		require.Contains(t, listed[0].LastError.Message, "invalid job payload")
 		require.Contains(t, listed[0].LastError.Message, "exceed the 2 bytes left")
@@ -59,7 +60,7 @@ func TestMalformedPayloadIsListedAndDeadLettered(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, dead, 1)
 		require.Equal(t, "badjob", dead[0].ID)
-		require.Equal(t, queue.StateDead, dead[0].State)
+		require.Equal(t, jobtype.StateDead, dead[0].State)
 		require.Equal(t, raw, dead[0].RawPayload, "the payload is kept as stored")
 		require.NotNil(t, dead[0].LastError)
 		require.Contains(t, dead[0].LastError.Message, "invalid job payload")

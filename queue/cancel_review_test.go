@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -82,6 +83,6 @@ func TestReviewCancelFindsAQueuedJobWhileTheQueueIsConsumed(t *testing.T) {
 
 		st, err := admin.Cancel(ctx, target)
 		require.NoError(t, err, "job %s waits in the queue during the whole call", target)
-		require.Equal(t, queue.StateQueued, st)
+		require.Equal(t, jobtype.StateQueued, st)
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // Defaults for Config.
@@ -48,7 +49,7 @@ type Config struct {
 	PublishEvents bool
 	// OnEvent, if set, is called in-process for every event this client
 	// causes, whether or not events are published. It must be quick.
-	OnEvent func(context.Context, Event)
+	OnEvent func(context.Context, jobtype.Event)
 	// Middleware wraps every enqueue, outermost first.
 	Middleware []Middleware
 	// DeadMaxJobs caps the dead set (admin moves to it). Zero means
@@ -95,7 +96,7 @@ func (c Config) validate() error {
 // Middleware wraps an enqueue. It may change the job (add Meta, set a
 // queue), return an error to stop the enqueue (the caller gets the error),
 // or call next to go on.
-type Middleware func(ctx context.Context, job *Job, next func(context.Context, *Job) error) error
+type Middleware func(ctx context.Context, job *jobtype.Job, next func(context.Context, *jobtype.Job) error) error
 
 // Client enqueues jobs and manages them. It is safe for concurrent use.
 type Client struct {
@@ -105,7 +106,7 @@ type Client struct {
 	now func() time.Time
 	// parse decodes a payload; decodeSafely guards it (tests swap it for
 	// one that panics).
-	parse func(string) (*Job, error)
+	parse func(string) (*jobtype.Job, error)
 }
 
 // NewClient returns a client on rdb, which it never closes.
@@ -161,9 +162,11 @@ type EnqueueOpts struct {
 type Result struct {
 	// Job is the job as enqueued (for a duplicate: as it would have been,
 	// with ID set to the existing job's id).
-	Job *Job
-	// Duplicate means nothing was added: a job holding the same UniqueKey
-	// exists, or the job's chosen ID was enqueued within Config.IDRetention.
+	Job *jobtype.
+		// Duplicate means nothing was added: a job holding the same UniqueKey
+		// exists, or the job's chosen ID was enqueued within Config.IDRetention.
+		Job
+
 	Duplicate bool
 	// Scheduled means the job waits in the scheduled set until it is due.
 	Scheduled bool
@@ -187,8 +190,8 @@ func (c *Client) Enqueue(ctx context.Context, kind string, args any, opts *Enque
 }
 
 type pending struct {
-	job *Job
-	ev  Event
+	job *jobtype.Job
+	ev  jobtype.Event
 	new rdb.NewJob
 }
 
@@ -264,7 +267,7 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 	if err != nil {
 		return pending{}, fmt.Errorf("queue: encode args of %s: %w", p.Kind, err)
 	}
-	j := &Job{
+	j := &jobtype.Job{
 		ID:          id,
 		Kind:        p.Kind,
 		Queue:       o.Queue,
@@ -287,7 +290,7 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 			due.UTC().Format(time.RFC3339), maxDue.Format(time.DateOnly))
 	}
 	var out pending
-	final := func(ctx context.Context, j *Job) error {
+	final := func(ctx context.Context, j *jobtype.Job) error {
 		if err := checkName("queue", j.Queue); err != nil {
 			return err
 		}
@@ -298,19 +301,19 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 			}
 			keepID = c.cfg.IDRetention
 		}
-		env, err := j.encodeEnvelope()
+		env, err := encodeEnvelope(j)
 		if err != nil {
 			return err
 		}
-		typ := EventEnqueued
+		typ := jobtype.EventEnqueued
 		var runAt *time.Time
 		dueMs := int64(0)
 		if due.After(now) {
-			typ = EventScheduled
+			typ = jobtype.EventScheduled
 			runAt = &due
 			dueMs = due.UnixMilli()
 		}
-		ev := NewEvent(typ, j, now)
+		ev := jobtype.NewEvent(typ, j, now)
 		ev.RunAt = runAt
 		out = pending{job: j, ev: ev, new: rdb.NewJob{
 			ID: j.ID, Queue: j.Queue, Envelope: env, Due: dueMs,
@@ -328,11 +331,11 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 	return out, nil
 }
 
-func chain(mw []Middleware, final func(context.Context, *Job) error) func(context.Context, *Job) error {
+func chain(mw []Middleware, final func(context.Context, *jobtype.Job) error) func(context.Context, *jobtype.Job) error {
 	next := final
 	for i := len(mw) - 1; i >= 0; i-- {
 		m, inner := mw[i], next
-		next = func(ctx context.Context, j *Job) error { return m(ctx, j, inner) }
+		next = func(ctx context.Context, j *jobtype.Job) error { return m(ctx, j, inner) }
 	}
 	return next
 }
@@ -350,18 +353,6 @@ func encodeArgs(args any) (json.RawMessage, error) {
 	return json.Marshal(args)
 }
 
-// State is where a job is.
-type State string
-
-// Job states.
-const (
-	StateQueued    State = "queued"
-	StateScheduled State = "scheduled"
-	StateRunning   State = "running"
-	StateRetry     State = "retry"
-	StateDead      State = "dead"
-)
-
 // CancelPendingTTL is how long a cancellation stays pending for a job that
 // was not found where it could be removed at once (a running job, or one
 // moving while Cancel looked for it).
@@ -378,17 +369,17 @@ const CancelPendingTTL = 7 * 24 * time.Hour
 // for it (fetched, re-enqueued, retried) is still cancelled: a runner drops
 // it when it next fetches it. Finding a queued job scans its queue from the
 // tail (as Sidekiq's API does); cancel jobs in very long queues sparingly.
-func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
+func (c *Client) Cancel(ctx context.Context, id string) (jobtype.State, error) {
 	if st, err := c.cancelOutsideQueues(ctx, id, false); st != "" || err != nil {
 		return st, err
 	}
-	ev, removed, err := c.removeQueued(ctx, "", id, EventCancelled)
+	ev, removed, err := c.removeQueued(ctx, "", id, jobtype.EventCancelled)
 	if err != nil {
 		return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 	}
 	if removed {
 		c.ev.handle(ctx, ev)
-		return StateQueued, nil
+		return jobtype.StateQueued, nil
 	}
 	// Not in a queue now: it may have moved meanwhile. Look again, and
 	// forget the cancellation only if the job is nowhere.
@@ -402,7 +393,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (State, error) {
 // job waits in a sorted set or runs; "" means it was found in neither. The
 // cancelled event of a job in a set is built from its envelope, read first
 // (see move).
-func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool) (State, error) {
+func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool) (jobtype.State, error) {
 	check := c.ev.on()
 	for range maxRereads {
 		var env string
@@ -414,17 +405,17 @@ func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool
 			}
 		}
 		now := c.now()
-		ev := eventFrom(EventCancelled, id, env, now)
+		ev := eventFrom(jobtype.EventCancelled, id, env, now)
 		st, err := c.db.Cancel(ctx, now, id, c.ev.encode(ctx, ev), CancelPendingTTL, forget, check, env)
 		if err != nil {
 			return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 		}
-		switch State(st) {
-		case StateScheduled, StateRetry, StateDead:
+		switch jobtype.State(st) {
+		case jobtype.StateScheduled, jobtype.StateRetry, jobtype.StateDead:
 			c.ev.handle(ctx, ev)
 		}
 		if st != rdb.CancelChanged {
-			return State(st), nil
+			return jobtype.State(st), nil
 		}
 	}
 	return "", fmt.Errorf("queue: cancel %s: the job kept changing while it was cancelled; try again", id)
@@ -434,12 +425,12 @@ func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool
 // scanning from the tail so that jobs taken from the head meanwhile cannot
 // make it skip any, and emits an event of type t built from the envelope it
 // removed, which it returns.
-func (c *Client) removeQueued(ctx context.Context, q, id string, t EventType) (Event, bool, error) {
+func (c *Client) removeQueued(ctx context.Context, q, id string, t jobtype.EventType) (jobtype.Event, bool, error) {
 	queues := []string{q}
 	if q == "" {
 		var err error
 		if queues, err = c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result(); err != nil {
-			return Event{}, false, err
+			return jobtype.Event{}, false, err
 		}
 	}
 	prefix := "1|" + id + "|"
@@ -452,7 +443,7 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, t EventType) (E
 		for end := int64(-1); ; end -= page {
 			envs, err := c.db.C.LRange(ctx, key, end-page+1, end).Result()
 			if err != nil {
-				return Event{}, false, err
+				return jobtype.Event{}, false, err
 			}
 			for i := len(envs) - 1; i >= 0; i-- {
 				if !strings.HasPrefix(envs[i], prefix) {
@@ -474,7 +465,7 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, t EventType) (E
 			}
 		}
 	}
-	return Event{}, false, nil
+	return jobtype.Event{}, false, nil
 }
 
 // Namespace returns the namespace the client works in.

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // Defaults for ConsumerConfig.
@@ -109,7 +110,7 @@ type ConsumerConfig struct {
 	DeadMaxAge  time.Duration
 	// PublishEvents and OnEvent: see Config.
 	PublishEvents bool
-	OnEvent       func(context.Context, Event)
+	OnEvent       func(context.Context, jobtype.Event)
 	// Info is extra process information shown by the admin API (for
 	// example the concurrency); it is encoded as JSON.
 	Info map[string]any
@@ -212,7 +213,7 @@ type Consumer struct {
 	mine map[string]bool
 	// parse decodes a payload; decodeSafely guards it (tests swap it for
 	// one that panics).
-	parse func(string) (*Job, error)
+	parse func(string) (*jobtype.Job, error)
 
 	started time.Time
 
@@ -390,7 +391,7 @@ func (c *Consumer) order() []string {
 // error (matching ErrInvalidPayload) as its error; a job recovered from dead
 // workers more than MaxRecoveries times goes there as a poison pill. Neither
 // is returned, and neither stops the fetch.
-func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
+func (c *Consumer) Fetch(ctx context.Context, n int) ([]*jobtype.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
@@ -401,27 +402,27 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: fetch: %w", err)
 	}
-	jobs := make([]*Job, 0, len(got))
+	jobs := make([]*jobtype.Job, 0, len(got))
 	for _, f := range got {
 		j, err := decodeSafely(f.Envelope, c.parse)
 		if err != nil {
 			id := rdb.EnvelopeID(f.Envelope, f.Lease)
 			c.log.ErrorContext(ctx, "queue: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
-			bad := &Job{ID: id, Lease: f.Lease, Attempt: 1}
+			bad := &jobtype.Job{ID: id, Lease: f.Lease, Attempt: 1}
 			// A nil envelope keeps the payload as stored, for inspection.
-			if kerr := c.kill(ctx, bad, nil, NewJobError(err, decodeTrace(err), 1, c.now()), nil); kerr != nil {
+			if kerr := c.kill(ctx, bad, nil, jobtype.NewJobError(err, decodeTrace(err), 1, c.now()), nil); kerr != nil {
 				c.log.ErrorContext(ctx, "queue: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
 			}
 			continue
 		}
 		j.Lease = f.Lease
-		j.State = StateRunning
+		j.State = jobtype.StateRunning
 		if j.Recovered > c.cfg.MaxRecoveries {
 			perr := fmt.Errorf("queue: poison pill: the worker running this job died %d times (max %d)", j.Recovered, c.cfg.MaxRecoveries)
 			c.log.ErrorContext(ctx, "queue: poison pill sent to the dead set", slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.Int("recovered", j.Recovered))
-			ev := NewEvent(EventDead, j, c.now())
+			ev := jobtype.NewEvent(jobtype.EventDead, j, c.now())
 			ev.Error = perr.Error()
-			if kerr := c.Kill(ctx, j, NewJobError(perr, nil, j.Attempt, c.now()), &ev); kerr != nil {
+			if kerr := c.Kill(ctx, j, jobtype.NewJobError(perr, nil, j.Attempt, c.now()), &ev); kerr != nil {
 				c.log.ErrorContext(ctx, "queue: kill poison pill", slog.String("jid", j.ID), slog.Any("error", kerr))
 			}
 			continue
@@ -434,8 +435,8 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Job, error) {
 // Done is a succeeded job to acknowledge, with its event (nil for the
 // default succeeded event).
 type Done struct {
-	Job   *Job
-	Event *Event
+	Job   *jobtype.Job
+	Event *jobtype.Event
 }
 
 // Ack completes succeeded jobs in one round trip: each is deleted, its
@@ -448,14 +449,14 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 	now := c.now()
 	owned := make([]rdb.Owned, len(done))
 	withEvents := c.ev.publish || c.ev.handler != nil
-	var evs []Event
+	var evs []jobtype.Event
 	if withEvents {
-		evs = make([]Event, len(done))
+		evs = make([]jobtype.Event, len(done))
 	}
 	for i, d := range done {
 		owned[i] = rdb.Owned{ID: d.Job.ID, Lease: d.Job.Lease}
 		if withEvents {
-			ev := NewEvent(EventSucceeded, d.Job, now)
+			ev := jobtype.NewEvent(jobtype.EventSucceeded, d.Job, now)
 			if d.Event != nil {
 				ev = *d.Event
 			}
@@ -479,7 +480,7 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 
 // Release hands fetched jobs that never started back to the head of their
 // queues, as if never fetched (a process shutting down).
-func (c *Consumer) Release(ctx context.Context, jobs []*Job) error {
+func (c *Consumer) Release(ctx context.Context, jobs []*jobtype.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -493,7 +494,7 @@ func (c *Consumer) Release(ctx context.Context, jobs []*Job) error {
 	return nil
 }
 
-func (c *Consumer) finish(ctx context.Context, j *Job, f rdb.Finish, ev *Event) error {
+func (c *Consumer) finish(ctx context.Context, j *jobtype.Job, f rdb.Finish, ev *jobtype.Event) error {
 	now := c.now()
 	f.ProcID, f.ID, f.Lease = c.cfg.ProcessID, j.ID, j.Lease
 	f.DeadMax, f.DeadMaxAge = c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge
@@ -517,8 +518,8 @@ func (c *Consumer) finish(ctx context.Context, j *Job, f rdb.Finish, ev *Event) 
 // not a failure. Its id, queue, arguments and attempt are kept; changes a
 // server middleware made to j.Meta are kept too, as by every way a job goes
 // back (Schedule, Retry, Kill).
-func (c *Consumer) Requeue(ctx context.Context, j *Job, ev *Event) error {
-	env, err := j.encodeEnvelope()
+func (c *Consumer) Requeue(ctx context.Context, j *jobtype.Job, ev *jobtype.Event) error {
+	env, err := encodeEnvelope(j)
 	if err != nil {
 		return err
 	}
@@ -527,8 +528,8 @@ func (c *Consumer) Requeue(ctx context.Context, j *Job, ev *Event) error {
 
 // Schedule puts a running job in the scheduled set to run at at, without
 // counting an attempt (snooze, throttle).
-func (c *Consumer) Schedule(ctx context.Context, j *Job, at time.Time, ev *Event) error {
-	env, err := j.encodeEnvelope()
+func (c *Consumer) Schedule(ctx context.Context, j *jobtype.Job, at time.Time, ev *jobtype.Event) error {
+	env, err := encodeEnvelope(j)
 	if err != nil {
 		return err
 	}
@@ -537,10 +538,10 @@ func (c *Consumer) Schedule(ctx context.Context, j *Job, at time.Time, ev *Event
 
 // Retry records a failed attempt and puts the job in the retry set, due at
 // at, with its attempt number raised by one.
-func (c *Consumer) Retry(ctx context.Context, j *Job, at time.Time, jerr *JobError, ev *Event) error {
+func (c *Consumer) Retry(ctx context.Context, j *jobtype.Job, at time.Time, jerr *jobtype.JobError, ev *jobtype.Event) error {
 	next := *j
 	next.Attempt = j.Attempt + 1
-	env, err := next.encodeEnvelope()
+	env, err := encodeEnvelope(&next)
 	if err != nil {
 		return err
 	}
@@ -553,15 +554,15 @@ func (c *Consumer) Retry(ctx context.Context, j *Job, at time.Time, jerr *JobErr
 
 // Kill records a failure and moves the job to the dead set, releasing its
 // uniqueness key. The dead set is trimmed to its caps.
-func (c *Consumer) Kill(ctx context.Context, j *Job, jerr *JobError, ev *Event) error {
-	env, err := j.encodeEnvelope()
+func (c *Consumer) Kill(ctx context.Context, j *jobtype.Job, jerr *jobtype.JobError, ev *jobtype.Event) error {
+	env, err := encodeEnvelope(j)
 	if err != nil {
 		return err
 	}
 	return c.kill(ctx, j, env, jerr, ev)
 }
 
-func (c *Consumer) kill(ctx context.Context, j *Job, env []byte, jerr *JobError, ev *Event) error {
+func (c *Consumer) kill(ctx context.Context, j *jobtype.Job, env []byte, jerr *jobtype.JobError, ev *jobtype.Event) error {
 	b, err := json.Marshal(jerr)
 	if err != nil {
 		return fmt.Errorf("queue: encode job error: %w", err)
@@ -570,7 +571,7 @@ func (c *Consumer) kill(ctx context.Context, j *Job, env []byte, jerr *JobError,
 }
 
 // Cancelled forgets a running job that stopped because it was cancelled.
-func (c *Consumer) Cancelled(ctx context.Context, j *Job, ev *Event) error {
+func (c *Consumer) Cancelled(ctx context.Context, j *jobtype.Job, ev *jobtype.Event) error {
 	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionCancel}, ev)
 }
 
@@ -593,19 +594,7 @@ func (c *Consumer) CancelRequested(ctx context.Context, ids []string) ([]bool, e
 
 // Publish sends an event that no queue change carries (started, resumed,
 // checkpointed) to the in-process handler and, if enabled, the channel.
-func (c *Consumer) Publish(ctx context.Context, ev Event) { c.ev.send(ctx, c.db, ev) }
-
-// BusyJob is a job a process is running, as shown by the admin API.
-type BusyJob struct {
-	ID        string    `json:"jid"`
-	Kind      string    `json:"kind"`
-	Queue     string    `json:"queue"`
-	Run       int64     `json:"run"`
-	StartedAt time.Time `json:"started_at"`
-	Iterable  bool      `json:"iterable"`
-	// Progress is an iterable job's progress as of its last checkpoint.
-	Progress *Progress `json:"progress,omitempty"`
-}
+func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) { c.ev.send(ctx, c.db, ev) }
 
 // processInfo is what the admin API shows of a process.
 type processInfo struct {
@@ -652,13 +641,13 @@ func (s BeatStatus) String() string {
 // Heartbeat records the process as alive with the jobs it runs, and
 // registers it again if it was not registered; the status says why it was
 // not. Heartbeats are timed by the Redis server's clock.
-func (c *Consumer) Heartbeat(ctx context.Context, busy []BusyJob) (BeatStatus, error) {
+func (c *Consumer) Heartbeat(ctx context.Context, busy []jobtype.BusyJob) (BeatStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.heartbeat(ctx, busy, !c.beaten)
 }
 
-func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (BeatStatus, error) {
+func (c *Consumer) heartbeat(ctx context.Context, busy []jobtype.BusyJob, first bool) (BeatStatus, error) {
 	host, _ := os.Hostname()
 	info, err := json.Marshal(processInfo{
 		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: c.cfg.Queues,
@@ -668,7 +657,7 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (B
 		return 0, fmt.Errorf("queue: encode process info: %w", err)
 	}
 	if busy == nil {
-		busy = []BusyJob{}
+		busy = []jobtype.BusyJob{}
 	}
 	b, err := json.Marshal(busy)
 	if err != nil {
@@ -695,9 +684,11 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []BusyJob, first bool) (B
 
 // HeldJob is a job this process holds, for Restore.
 type HeldJob struct {
-	Job *Job
-	// Started says its run has started (and, for a recovered job, was
-	// marked so: see MarkStarted).
+	Job *jobtype.
+		// Started says its run has started (and, for a recovered job, was
+		// marked so: see MarkStarted).
+		Job
+
 	Started bool
 }
 
@@ -708,7 +699,7 @@ type HeldJob struct {
 func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
 	held := make([]rdb.Held, 0, len(jobs))
 	for _, h := range jobs {
-		env, err := h.Job.encodeEnvelope()
+		env, err := encodeEnvelope(h.Job)
 		if err != nil {
 			return 0, err
 		}
@@ -803,7 +794,7 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 // before needs no mark (its first recovery always counts), and the runner
 // calls this only for jobs with Recovered > 0: one round trip per recovered
 // job, none on the common path.
-func (c *Consumer) MarkStarted(ctx context.Context, j *Job) error {
+func (c *Consumer) MarkStarted(ctx context.Context, j *jobtype.Job) error {
 	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease, c.procTTL()); err != nil {
 		return fmt.Errorf("queue: mark %s started: %w", j.ID, err)
 	}
@@ -814,7 +805,7 @@ func (c *Consumer) MarkStarted(ctx context.Context, j *Job) error {
 // progress: crashes that happened while it kept progressing do not make it a
 // poison pill (a long iterable job may be recovered from many deploys gone
 // wrong). It returns ErrLeaseLost if the run no longer holds the job.
-func (c *Consumer) Forgive(ctx context.Context, j *Job) error {
+func (c *Consumer) Forgive(ctx context.Context, j *jobtype.Job) error {
 	ok, err := c.db.Forgive(ctx, c.cfg.ProcessID, j.ID, j.Lease)
 	if err != nil {
 		return fmt.Errorf("queue: forgive %s: %w", j.ID, err)

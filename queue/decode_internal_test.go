@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // A bug in the payload decoder must not crash a worker or an admin call:
@@ -27,7 +28,7 @@ func TestDecoderPanicIsContained(t *testing.T) {
 		require.NoError(t, cons.Start(ctx))
 		t.Cleanup(func() { _ = cons.Stop(context.Background()) })
 		// The decoder panics on jobs of kind "boom".
-		boom := func(s string) (*Job, error) {
+		boom := func(s string) (*jobtype.Job, error) {
 			if strings.Contains(s, "|boom|") {
 				panic("decoder bug")
 			}

@@ -7,88 +7,18 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/jobtype"
 )
-
-// EventType names a job's lifecycle transition.
-type EventType string
-
-// Lifecycle events.
-const (
-	EventEnqueued     EventType = "enqueued"     // added to a queue
-	EventScheduled    EventType = "scheduled"    // added to the scheduled set (due later, snoozed, throttled)
-	EventStarted      EventType = "started"      // a run began (first run of an iterable job, or any run of a plain one)
-	EventResumed      EventType = "resumed"      // a later run of an iterable job began
-	EventCheckpointed EventType = "checkpointed" // an iterable job saved its cursor
-	EventInterrupted  EventType = "interrupted"  // a run stopped early; the job was re-enqueued
-	EventSucceeded    EventType = "succeeded"    // the job finished
-	EventFailed       EventType = "failed"       // an attempt failed
-	EventRetrying     EventType = "retrying"     // the failed job waits in the retry set
-	EventDead         EventType = "dead"         // the job went to the dead set
-	EventCancelled    EventType = "cancelled"    // the job was cancelled
-	EventDeleted      EventType = "deleted"      // the job was deleted through the admin API
-)
-
-// Event is one lifecycle transition of a job, as published on the events
-// channel. Every event carries the job's id, kind, queue, attempt and meta,
-// those of admin calls (RunNow, Kill, Delete, DeleteQueued, Cancel) and of
-// jobs dropped at fetch because they were cancelled included; only a job
-// whose stored payload cannot be read has its id alone.
-type Event struct {
-	Type  EventType `json:"type"`
-	JobID string    `json:"jid"`
-	Kind  string    `json:"kind,omitempty"`
-	Queue string    `json:"queue,omitempty"`
-	// Attempt is the job's attempt (1 on the first): the one that ran, for
-	// the events of a run (started to dead), or the next one, for a job
-	// waiting (enqueued by RunNow from the retry set: the attempt it will
-	// run as).
-	Attempt int       `json:"attempt,omitempty"`
-	At      time.Time `json:"at"`
-	// Error is the failure's message (failed, retrying, dead).
-	Error string `json:"error,omitempty"`
-	// RunAt is when the job runs next (scheduled, retrying).
-	RunAt *time.Time `json:"run_at,omitempty"`
-	// Progress is an iterable job's progress (resumed, checkpointed,
-	// interrupted, succeeded, failed, cancelled).
-	Progress *Progress `json:"progress,omitempty"`
-	// Meta is the job's metadata.
-	Meta map[string]string `json:"meta,omitempty"`
-}
-
-// Progress is an iterable job's progress as carried by events and the admin
-// API.
-type Progress struct {
-	Cursor           json.RawMessage `json:"cursor,omitempty"`
-	ItemsProcessed   int64           `json:"items_processed"`
-	TimesInterrupted int             `json:"times_interrupted"`
-	Executions       int             `json:"executions"`
-	RunTime          time.Duration   `json:"run_time"`
-	// Done and Total are in Unit ("items", "rows", "bytes"); Total is -1
-	// when unknown.
-	Done  int64  `json:"done"`
-	Total int64  `json:"total"`
-	Unit  string `json:"unit,omitempty"`
-	// Fraction is Done/Total, or -1 when Total is unknown.
-	Fraction float64 `json:"fraction"`
-	// ETA is the estimated time left, from the rate so far; 0 when unknown.
-	ETA time.Duration `json:"eta,omitempty"`
-}
-
-// NewEvent returns an event of type t for job j at time at.
-func NewEvent(t EventType, j *Job, at time.Time) Event {
-	return Event{Type: t, JobID: j.ID, Kind: j.Kind, Queue: j.Queue, Attempt: j.Attempt, At: at, Meta: j.Meta}
-}
 
 // emitter hands events to the in-process handler and encodes them for a
 // script to publish atomically with the change it describes.
 type emitter struct {
 	publish bool
-	handler func(context.Context, Event)
+	handler func(context.Context, jobtype.Event)
 	log     *slog.Logger
 }
 
@@ -96,7 +26,7 @@ type emitter struct {
 func (e emitter) on() bool { return e.publish || e.handler != nil }
 
 // encode returns ev's JSON for publishing, or nil when publishing is off.
-func (e emitter) encode(ctx context.Context, ev Event) []byte {
+func (e emitter) encode(ctx context.Context, ev jobtype.Event) []byte {
 	if !e.publish {
 		return nil
 	}
@@ -110,14 +40,14 @@ func (e emitter) encode(ctx context.Context, ev Event) []byte {
 
 // handle passes ev to the in-process handler, once the change it describes
 // has happened.
-func (e emitter) handle(ctx context.Context, ev Event) {
+func (e emitter) handle(ctx context.Context, ev jobtype.Event) {
 	if e.handler != nil {
 		e.handler(ctx, ev)
 	}
 }
 
 // send publishes an event that no script carries (started, checkpointed).
-func (e emitter) send(ctx context.Context, db *rdb.DB, ev Event) {
+func (e emitter) send(ctx context.Context, db *rdb.DB, ev jobtype.Event) {
 	e.handle(ctx, ev)
 	b := e.encode(ctx, ev)
 	if b == nil {
@@ -133,7 +63,7 @@ func (e emitter) send(ctx context.Context, db *rdb.DB, ev Event) {
 // while it is connected, in order per publisher.
 type Subscription struct {
 	ps     *redis.PubSub
-	ch     chan Event
+	ch     chan jobtype.Event
 	errs   chan error
 	done   chan struct{}
 	wg     sync.WaitGroup
@@ -153,7 +83,7 @@ func subscribe(ctx context.Context, db *rdb.DB) (*Subscription, error) {
 		_ = ps.Close()
 		return nil, fmt.Errorf("queue: subscribe to events: %w", err)
 	}
-	s := &Subscription{ps: ps, ch: make(chan Event, 256), errs: make(chan error, 16), done: make(chan struct{})}
+	s := &Subscription{ps: ps, ch: make(chan jobtype.Event, 256), errs: make(chan error, 16), done: make(chan struct{})}
 	s.wg.Add(1)
 	go s.loop()
 	return s, nil
@@ -171,7 +101,7 @@ func (s *Subscription) loop() {
 			if !ok {
 				return
 			}
-			var ev Event
+			var ev jobtype.Event
 			if err := json.Unmarshal([]byte(m.Payload), &ev); err != nil {
 				select {
 				case s.errs <- fmt.Errorf("queue: undecodable event %q: %w", m.Payload, err):
@@ -189,7 +119,7 @@ func (s *Subscription) loop() {
 }
 
 // Events returns the channel of events; it is closed by Close.
-func (s *Subscription) Events() <-chan Event { return s.ch }
+func (s *Subscription) Events() <-chan jobtype.Event { return s.ch }
 
 // Errors returns events that could not be decoded (best effort, buffered).
 func (s *Subscription) Errors() <-chan error { return s.errs }

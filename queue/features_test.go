@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -94,7 +95,7 @@ func TestUniqueJobs(t *testing.T) {
 		// Released at death.
 		jobs, err = b.cons.Fetch(ctx, 10)
 		require.NoError(t, err)
-		require.NoError(t, b.cons.Kill(ctx, jobs[0], queue.NewJobError(errors.New("boom"), nil, 1, time.Now()), nil))
+		require.NoError(t, b.cons.Kill(ctx, jobs[0], jobtype.NewJobError(errors.New("boom"), nil, 1, time.Now()), nil))
 		again, err = b.client.Enqueue(ctx, "backfill", nil, opts)
 		require.NoError(t, err)
 		require.False(t, again.Duplicate, "death releases the key")
@@ -145,10 +146,10 @@ func TestCancelWaitingAndRunningJobs(t *testing.T) {
 
 		st, err := b.client.Cancel(ctx, queued.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateQueued, st)
+		require.Equal(t, jobtype.StateQueued, st)
 		st, err = b.client.Cancel(ctx, scheduled.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateScheduled, st)
+		require.Equal(t, jobtype.StateScheduled, st)
 
 		jobs, err := b.cons.Fetch(ctx, 10)
 		require.NoError(t, err)
@@ -160,7 +161,7 @@ func TestCancelWaitingAndRunningJobs(t *testing.T) {
 
 		st, err = b.client.Cancel(ctx, running.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateRunning, st)
+		require.Equal(t, jobtype.StateRunning, st)
 		flags, err = b.cons.CancelRequested(ctx, []string{running.Job.ID})
 		require.NoError(t, err)
 		require.True(t, flags[0], "a running job is flagged for its runner")
@@ -259,7 +260,7 @@ func TestDeadSetKeepsErrorsAndIsCapped(t *testing.T) {
 		require.NoError(t, err)
 		trace := []byte(strings.Repeat("frame\n", 2000))
 		for i, j := range jobs {
-			jerr := queue.NewJobError(&customErr{n: i}, trace, 1, time.Now())
+			jerr := jobtype.NewJobError(&customErr{n: i}, trace, 1, time.Now())
 			require.NoError(t, b.cons.Kill(ctx, j, jerr, nil))
 			time.Sleep(2 * time.Millisecond) // deaths in distinct milliseconds, to check their order
 		}
@@ -269,9 +270,9 @@ func TestDeadSetKeepsErrorsAndIsCapped(t *testing.T) {
 		require.Equal(t, ids[4], dead[0].ID, "most recent death first")
 		require.Equal(t, "custom failure 4", dead[0].LastError.Message)
 		require.Equal(t, "*queue_test.customErr", dead[0].LastError.Class)
-		require.LessOrEqual(t, len(dead[0].LastError.Trace), queue.MaxTraceBytes+10, "the trace is bounded")
+		require.LessOrEqual(t, len(dead[0].LastError.Trace), jobtype.MaxTraceBytes+10, "the trace is bounded")
 		require.True(t, strings.HasPrefix(dead[0].LastError.Trace, "frame\n"))
-		require.Equal(t, queue.StateDead, dead[0].State)
+		require.Equal(t, jobtype.StateDead, dead[0].State)
 
 		// Age cap.
 		aged := setup(t, r, queue.ConsumerConfig{DeadMaxAge: time.Millisecond})
@@ -280,7 +281,7 @@ func TestDeadSetKeepsErrorsAndIsCapped(t *testing.T) {
 		jobs, err = aged.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		time.Sleep(5 * time.Millisecond) // let the existing deaths age past DeadMaxAge
-		require.NoError(t, aged.cons.Kill(ctx, jobs[0], queue.NewJobError(errors.New("x"), nil, 1, time.Now()), nil))
+		require.NoError(t, aged.cons.Kill(ctx, jobs[0], jobtype.NewJobError(errors.New("x"), nil, 1, time.Now()), nil))
 		dead, err = aged.client.SetJobs(ctx, queue.SetDead, 0, 10)
 		require.NoError(t, err)
 		require.Len(t, dead, 1, "deaths older than DeadMaxAge are dropped")
@@ -297,10 +298,10 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		b := setup(t, r, queue.ConsumerConfig{})
 		ctx := t.Context()
-		var got []queue.Event
-		events := make(chan queue.Event, 100)
+		var got []jobtype.Event
+		events := make(chan jobtype.Event, 100)
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, PublishEvents: true,
-			OnEvent: func(_ context.Context, ev queue.Event) { got = append(got, ev) }})
+			OnEvent: func(_ context.Context, ev jobtype.Event) { got = append(got, ev) }})
 		require.NoError(t, err)
 		sub, err := client.Subscribe(ctx)
 		require.NoError(t, err)
@@ -318,7 +319,7 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 			ids = append(ids, res.Job.ID)
 		}
 		ev := <-events
-		require.Equal(t, queue.EventEnqueued, ev.Type)
+		require.Equal(t, jobtype.EventEnqueued, ev.Type)
 		require.Equal(t, ids[0], ev.JobID)
 		require.Equal(t, "k", ev.Kind)
 		require.Equal(t, map[string]string{"user": "zoë"}, ev.Meta)
@@ -333,15 +334,15 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 
 		require.NoError(t, client.DeleteQueued(ctx, queue.QueueDefault, ids[0]))
 		require.ErrorIs(t, client.DeleteQueued(ctx, queue.QueueDefault, ids[0]), queue.ErrNotFound)
-		for ev = <-events; ev.Type != queue.EventDeleted; ev = <-events {
+		for ev = <-events; ev.Type != jobtype.EventDeleted; ev = <-events {
 		}
 		require.Equal(t, ids[0], ev.JobID, "deleting through the admin API emits deleted")
 
 		// Two failures: one to retry, one dead.
 		jobs, err := b.cons.Fetch(ctx, 2)
 		require.NoError(t, err)
-		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), queue.NewJobError(errors.New("later"), nil, 1, time.Now()), nil))
-		require.NoError(t, b.cons.Kill(ctx, jobs[1], queue.NewJobError(errors.New("dead"), nil, 1, time.Now()), nil))
+		require.NoError(t, b.cons.Retry(ctx, jobs[0], time.Now().Add(time.Hour), jobtype.NewJobError(errors.New("later"), nil, 1, time.Now()), nil))
+		require.NoError(t, b.cons.Kill(ctx, jobs[1], jobtype.NewJobError(errors.New("dead"), nil, 1, time.Now()), nil))
 
 		retry, err := client.SetJobs(ctx, queue.SetRetry, 0, 10)
 		require.NoError(t, err)
@@ -367,7 +368,7 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 		require.Equal(t, s.Job.ID, dead[0].ID)
 		require.NoError(t, client.Delete(ctx, queue.SetDead, s.Job.ID))
 		require.ErrorIs(t, client.Delete(ctx, queue.SetDead, s.Job.ID), queue.ErrNotFound)
-		for ev = <-events; ev.Type != queue.EventDeleted; ev = <-events {
+		for ev = <-events; ev.Type != jobtype.EventDeleted; ev = <-events {
 		}
 		require.Equal(t, s.Job.ID, ev.JobID)
 
@@ -383,7 +384,7 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 		require.NotEmpty(t, procs)
 		require.Contains(t, []string{procs[0].ID}, b.cons.ProcessID())
 		require.NotZero(t, procs[0].PID)
-		require.Contains(t, []queue.EventType{got[0].Type}, queue.EventEnqueued, "the in-process handler sees events too")
+		require.Contains(t, []jobtype.EventType{got[0].Type}, jobtype.EventEnqueued, "the in-process handler sees events too")
 	})
 }
 
@@ -394,7 +395,7 @@ func TestClientMiddlewareAnnotatesAndStops(t *testing.T) {
 		var calls atomic.Int32
 		stop := errors.New("quota exceeded")
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, Middleware: []queue.Middleware{
-			func(ctx context.Context, j *queue.Job, next func(context.Context, *queue.Job) error) error {
+			func(ctx context.Context, j *jobtype.Job, next func(context.Context, *jobtype.Job) error) error {
 				calls.Add(1)
 				if j.Kind == "blocked" {
 					return stop
@@ -604,7 +605,7 @@ func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, stale)
 		require.False(t, r.Client.HExists(ctx, key, jobs[0].ID).Val(), "the ack drops the mark")
-		require.NoError(t, b.cons.Retry(ctx, jobs[1], time.Now().Add(time.Hour), &queue.JobError{Message: "x"}, nil))
+		require.NoError(t, b.cons.Retry(ctx, jobs[1], time.Now().Add(time.Hour), &jobtype.JobError{Message: "x"}, nil))
 		require.Zero(t, r.Client.Exists(ctx, key).Val(), "the end of the run drops the mark")
 	})
 }

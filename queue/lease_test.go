@@ -11,6 +11,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -70,7 +71,7 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 		_, err = store.Begin(ctx, jid, old[0].Lease)
 		require.ErrorIs(t, err, cursor.ErrStaleRun)
 		require.ErrorIs(t, b.cons.Requeue(ctx, old[0], nil), queue.ErrLeaseLost)
-		require.ErrorIs(t, b.cons.Kill(ctx, old[0], queue.NewJobError(errors.New("stale"), nil, 1, time.Now()), nil), queue.ErrLeaseLost)
+		require.ErrorIs(t, b.cons.Kill(ctx, old[0], jobtype.NewJobError(errors.New("stale"), nil, 1, time.Now()), nil), queue.ErrLeaseLost)
 		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: old[0]}})
 		require.NoError(t, err)
 		require.Equal(t, []string{jid}, stale)

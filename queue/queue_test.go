@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -150,7 +151,7 @@ func TestRetrySetPromotesWithAttemptAndError(t *testing.T) {
 		require.NoError(t, err)
 		j := jobs[0]
 		due := time.Now().Add(-time.Millisecond)
-		jerr := queue.NewJobError(context.DeadlineExceeded, []byte("trace"), j.Attempt, time.Now())
+		jerr := jobtype.NewJobError(context.DeadlineExceeded, []byte("trace"), j.Attempt, time.Now())
 		require.NoError(t, b.cons.Retry(ctx, j, due, jerr, nil))
 		require.Equal(t, "1", r.Client.Get(ctx, b.key("stat:failed")).Val())
 		require.Equal(t, int64(1), r.Client.ZCard(ctx, b.key("retry")).Val())

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -27,14 +28,14 @@ func TestMalformedPayloadIsDeadLetteredAndTheRunnerGoesOn(t *testing.T) {
 		// A first job proves the runner is up and fetching.
 		first, err := b.client.Enqueue(ctx, "plain", countArgs{}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, first.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, first.Job.ID, jobtype.EventSucceeded)
 
 		const raw = "1|badjob|plain|default|1|0|-|0|0|9223372036854775807|9223372036854775807|{}"
 		require.NoError(t, r.Client.RPush(ctx, p+"q:default", raw).Err())
 		require.NoError(t, r.Client.Publish(ctx, p+"notify", "default").Err())
 		good, err := b.client.Enqueue(ctx, "plain", countArgs{}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, good.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, good.Job.ID, jobtype.EventSucceeded)
 
 		dead, err := b.client.SetJobs(ctx, queue.SetDead, 0, 10)
 		require.NoError(t, err)

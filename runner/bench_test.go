@@ -9,6 +9,7 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -58,8 +59,8 @@ func benchOverhead(b *testing.B, spin time.Duration) {
 	run, err := runner.New(runner.Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quiet, Concurrency: 1,
 		Store: cursor.NewMemoryStore(),
-		OnEvent: func(_ context.Context, ev queue.Event) {
-			if ev.Type == queue.EventSucceeded {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
+			if ev.Type == jobtype.EventSucceeded {
 				close(done)
 			}
 		},
@@ -143,11 +144,11 @@ func BenchmarkStopLatency(b *testing.B) {
 		interrupted := make(chan struct{}, 1)
 		run, err := runner.New(runner.Config{
 			Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quiet, Concurrency: 1,
-			OnEvent: func(_ context.Context, ev queue.Event) {
+			OnEvent: func(_ context.Context, ev jobtype.Event) {
 				switch ev.Type {
-				case queue.EventStarted, queue.EventResumed:
+				case jobtype.EventStarted, jobtype.EventResumed:
 					running <- struct{}{}
-				case queue.EventInterrupted:
+				case jobtype.EventInterrupted:
 					interrupted <- struct{}{}
 				}
 			},

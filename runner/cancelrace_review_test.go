@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 type blockingPlain struct {
@@ -79,7 +79,7 @@ func TestReviewCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
 	armed.Store(true)
 	st, err := client.Cancel(t.Context(), res.Job.ID)
 	require.NoError(t, err)
-	require.Equal(t, queue.StateRunning, st)
+	require.Equal(t, jobtype.StateRunning, st)
 	require.True(t, waitFor(10*time.Second, func() bool { return !armed.Load() }), "cancelLoop read the flag")
 	require.True(t, waitFor(10*time.Second, func() bool {
 		return r.Client.HLen(t.Context(), "{"+r.Namespace+"}:inflight:"+rr.ProcessID()).Val() == 0

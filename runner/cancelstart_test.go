@@ -9,6 +9,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -18,10 +19,10 @@ import (
 // and records a pending cancellation, which the run reads before anything
 // else, as it would for a job cancelled while fetched ahead.
 func cancelFirst(t *testing.T, client *queue.Client) runner.Middleware {
-	return func(ctx context.Context, j *queue.Job, next func(context.Context) error) error {
+	return func(ctx context.Context, j *jobtype.Job, next func(context.Context) error) error {
 		if j.Kind == "count" {
 			st, err := client.Cancel(ctx, j.ID)
-			if err != nil || st != queue.StateRunning {
+			if err != nil || st != jobtype.StateRunning {
 				t.Errorf("Cancel of a fetched job: %v, %v; want running", st, err)
 			}
 		}
@@ -38,10 +39,10 @@ func TestJobCancelledBeforeItsRunStartsStopsCancelled(t *testing.T) {
 		name    string
 		resumed bool
 		hooks   []string
-		first   queue.EventType
+		first   jobtype.EventType
 	}{
-		{"first run", false, []string{"start", "stop:cancelled"}, queue.EventStarted},
-		{"resumed run", true, []string{"resume", "stop:cancelled"}, queue.EventResumed},
+		{"first run", false, []string{"start", "stop:cancelled"}, jobtype.EventStarted},
+		{"resumed run", true, []string{"resume", "stop:cancelled"}, jobtype.EventResumed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -66,10 +67,10 @@ func TestJobCancelledBeforeItsRunStartsStopsCancelled(t *testing.T) {
 				}
 				run := b.start(t, func(c *runner.Config) { c.Middleware = []runner.Middleware{cancelFirst(t, b.client)} })
 
-				ev := b.ev.wait(t, res.Job.ID, queue.EventCancelled)
+				ev := b.ev.wait(t, res.Job.ID, jobtype.EventCancelled)
 				require.Equal(t, tc.hooks, job.hooks(), "the start or resume hook, then OnStop(cancelled); no enumerator, no OnComplete")
 				require.Empty(t, job.done, "nothing iterated")
-				require.Equal(t, []queue.EventType{tc.first, queue.EventCancelled}, b.ev.types(res.Job.ID))
+				require.Equal(t, []jobtype.EventType{tc.first, jobtype.EventCancelled}, b.ev.types(res.Job.ID))
 				require.Equal(t, "count", ev.Kind)
 				require.Equal(t, "default", ev.Queue)
 				require.Equal(t, 1, ev.Attempt)
@@ -115,9 +116,9 @@ func TestCancelledJobWhoseOnStartFailsIsCancelledNotRetried(t *testing.T) {
 		require.NoError(t, err)
 		b.start(t, func(c *runner.Config) { c.Middleware = []runner.Middleware{cancelFirst(t, b.client)} })
 
-		b.ev.wait(t, res.Job.ID, queue.EventCancelled)
+		b.ev.wait(t, res.Job.ID, jobtype.EventCancelled)
 		require.Equal(t, []string{"start"}, job.hooks())
-		require.Equal(t, []queue.EventType{queue.EventCancelled}, b.ev.types(res.Job.ID))
+		require.Equal(t, []jobtype.EventType{jobtype.EventCancelled}, b.ev.types(res.Job.ID))
 		ns := "{" + r.Namespace + "}:"
 		require.Zero(t, r.Client.ZCard(ctx, ns+"retry").Val())
 		require.Zero(t, r.Client.ZCard(ctx, ns+"dead").Val())

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
 )
@@ -109,7 +110,7 @@ type Config struct {
 	PublishEvents bool
 	// OnEvent, if set, is called in-process for every lifecycle event the
 	// runner causes. It must be quick.
-	OnEvent func(context.Context, queue.Event)
+	OnEvent func(context.Context, jobtype.Event)
 	// ProcessID, HeartbeatInterval, DeadAfter and MaxRecoveries configure
 	// crash recovery; see queue.ConsumerConfig for defaults.
 	ProcessID         string

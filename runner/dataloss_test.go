@@ -9,7 +9,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/runner"
 )
 
@@ -51,8 +51,8 @@ func TestRunsGoOnWhenRedisLosesItsData(t *testing.T) {
 		testutil.DeleteNamespace(ctx, r.Client, r.Namespace)
 		release()
 
-		b.ev.wait(t, it.Job.ID, queue.EventSucceeded)
-		b.ev.wait(t, plain.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, it.Job.ID, jobtype.EventSucceeded)
+		b.ev.wait(t, plain.Job.ID, jobtype.EventSucceeded)
 		job.requireEachOnce(t, 50)
 		require.Equal(t, int32(1), g.done.Load())
 		st, err := b.store.Load(ctx, it.Job.ID)

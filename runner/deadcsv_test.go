@@ -14,6 +14,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators/csvrows"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -55,7 +56,7 @@ func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 	}{
 		{"max attempts 1", &queue.EnqueueOpts{MaxAttempts: 1}, nil,
 			`csvrows: line 4: column "id": strconv.ParseInt: parsing "three": invalid syntax`},
-		{"skip retry", nil, []runner.Middleware{func(ctx context.Context, _ *queue.Job, next func(context.Context) error) error {
+		{"skip retry", nil, []runner.Middleware{func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
 			err := next(ctx)
 			if errors.Is(err, csvrows.ErrRow) {
 				return iterable.SkipRetry(err)
@@ -73,9 +74,9 @@ func TestCSVJobWithAMalformedRowDiesWithTheRowsErrorClass(t *testing.T) {
 				res, err := b.client.Enqueue(t.Context(), "import", struct{}{}, tc.opts)
 				require.NoError(t, err)
 
-				ev := b.ev.wait(t, res.Job.ID, queue.EventDead)
+				ev := b.ev.wait(t, res.Job.ID, jobtype.EventDead)
 				require.Equal(t, tc.msg, ev.Error)
-				require.Equal(t, []queue.EventType{queue.EventStarted, queue.EventFailed, queue.EventDead}, b.ev.types(res.Job.ID),
+				require.Equal(t, []jobtype.EventType{jobtype.EventStarted, jobtype.EventFailed, jobtype.EventDead}, b.ev.types(res.Job.ID),
 					"not retried")
 				dead, err := b.client.SetJobs(t.Context(), queue.SetDead, 0, 10)
 				require.NoError(t, err)
@@ -100,7 +101,7 @@ func TestEnumeratorErrorIsRecordedAsItIs(t *testing.T) {
 	b.start(t, nil)
 	res, err := b.client.Enqueue(t.Context(), "broken", struct{}{}, nil)
 	require.NoError(t, err)
-	ev := b.ev.wait(t, res.Job.ID, queue.EventDead)
+	ev := b.ev.wait(t, res.Job.ID, jobtype.EventDead)
 	require.Equal(t, "source unavailable", ev.Error)
 	dead, err := b.client.SetJobs(t.Context(), queue.SetDead, 0, 1)
 	require.NoError(t, err)
@@ -136,16 +137,16 @@ func TestRunEventsDescribeTheJob(t *testing.T) {
 		})
 		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 10}, &queue.EnqueueOpts{Queue: "reports", Meta: map[string]string{"tenant": "acme"}})
 		require.NoError(t, err)
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 
 		want := []struct {
-			typ     queue.EventType
+			typ     jobtype.EventType
 			attempt int
 		}{
-			{queue.EventStarted, 1}, {queue.EventFailed, 1}, {queue.EventRetrying, 1},
-			{queue.EventResumed, 2}, {queue.EventSucceeded, 2},
+			{jobtype.EventStarted, 1}, {jobtype.EventFailed, 1}, {jobtype.EventRetrying, 1},
+			{jobtype.EventResumed, 2}, {jobtype.EventSucceeded, 2},
 		}
-		check := func(how string, ev queue.Event, i int) {
+		check := func(how string, ev jobtype.Event, i int) {
 			t.Helper()
 			require.Equal(t, want[i].typ, ev.Type, "%s event %d", how, i)
 			require.Equal(t, res.Job.ID, ev.JobID)
@@ -155,7 +156,7 @@ func TestRunEventsDescribeTheJob(t *testing.T) {
 			require.Equal(t, map[string]string{"tenant": "acme"}, ev.Meta, "%s %s", how, ev.Type)
 		}
 		b.ev.mu.Lock()
-		var handled []queue.Event
+		var handled []jobtype.Event
 		for _, ev := range b.ev.all {
 			if ev.JobID == res.Job.ID {
 				handled = append(handled, ev)

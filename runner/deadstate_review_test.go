@@ -14,6 +14,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -66,8 +67,8 @@ func TestReviewDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.
 	startRunner(t, Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: 10 * time.Millisecond,
-		OnEvent: func(_ context.Context, ev queue.Event) {
-			if ev.Type == queue.EventSucceeded {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
+			if ev.Type == jobtype.EventSucceeded {
 				evMu.Lock()
 				succeeded = true
 				evMu.Unlock()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // pageCursor fails to encode past page 1 (a user bug: an unsupported value,
@@ -46,14 +46,14 @@ func TestReviewRunWhoseCursorCannotBeEncodedEnds(t *testing.T) {
 	r := testutil.Miniredis(t)
 	reg := NewRegistry()
 	RegisterIterable(reg, "badcursor", badCursorJob{}, nil)
-	ended := make(chan queue.EventType, 16)
+	ended := make(chan jobtype.EventType, 16)
 	rr := startRunner(t, Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		FinishTimeout: 500 * time.Millisecond, Backoff: func(int) time.Duration { return time.Hour },
-		OnEvent: func(_ context.Context, ev queue.Event) {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
 			switch ev.Type {
-			case queue.EventSucceeded, queue.EventRetrying, queue.EventDead, queue.EventFailed:
+			case jobtype.EventSucceeded, jobtype.EventRetrying, jobtype.EventDead, jobtype.EventFailed:
 				select {
 				case ended <- ev.Type:
 				default:

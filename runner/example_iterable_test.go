@@ -10,6 +10,7 @@ import (
 
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -48,11 +49,11 @@ func ExampleRegisterIterable() {
 
 	reg := runner.NewRegistry()
 	runner.RegisterIterable(reg, "notify", Notify{}, nil) // types inferred from Notify's methods
-	done := make(chan queue.Event, 1)
+	done := make(chan jobtype.Event, 1)
 	r, _ := runner.New(runner.Config{
 		Redis: rdb, Registry: reg, Logger: slog.New(slog.DiscardHandler),
-		OnEvent: func(_ context.Context, ev queue.Event) {
-			if ev.Type == queue.EventSucceeded {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
+			if ev.Type == jobtype.EventSucceeded {
 				done <- ev
 			}
 		},

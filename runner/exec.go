@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
 )
@@ -62,12 +63,12 @@ const (
 
 // execution is one run of one job.
 type execution struct {
-	job      *queue.Job
+	job      *jobtype.Job
 	iterable bool
 	started  time.Time
 	flags    atomic.Uint32
 	cancel   context.CancelCauseFunc
-	progress atomic.Pointer[queue.Progress] // as of the last checkpoint
+	progress atomic.Pointer[jobtype.Progress] // as of the last checkpoint
 }
 
 // interruptedBy reports how a run ends whose context was cancelled: a hard
@@ -116,7 +117,7 @@ type outcome struct {
 	after    time.Duration // outSchedule: run again this long after the run ended
 	err      error
 	trace    []byte
-	progress *queue.Progress
+	progress *jobtype.Progress
 }
 
 func failed(err error, trace []byte) outcome {
@@ -165,7 +166,7 @@ func (r *Runner) finish(ctx context.Context, e *execution, out outcome, h handle
 	if out.kind == outAck {
 		d := queue.Done{Job: j}
 		if r.eventsOn {
-			ev := queue.NewEvent(queue.EventSucceeded, j, r.now())
+			ev := jobtype.NewEvent(jobtype.EventSucceeded, j, r.now())
 			ev.Progress = out.progress
 			d.Event = &ev
 		}
@@ -181,18 +182,18 @@ func (r *Runner) finish(ctx context.Context, e *execution, out outcome, h handle
 		r.forget(e)
 		return
 	case outRequeue:
-		ev := queue.NewEvent(queue.EventInterrupted, j, now)
+		ev := jobtype.NewEvent(jobtype.EventInterrupted, j, now)
 		ev.Progress = out.progress
 		log.InfoContext(ctx, "runner: job interrupted and re-enqueued")
 		do = func(ctx context.Context) error { return r.cons.Requeue(ctx, j, &ev) }
 	case outSchedule:
 		at := now.Add(out.after)
-		ev := queue.NewEvent(queue.EventScheduled, j, now)
+		ev := jobtype.NewEvent(jobtype.EventScheduled, j, now)
 		ev.RunAt, ev.Progress = &at, out.progress
 		log.InfoContext(ctx, "runner: job interrupted and scheduled", slog.Time("run_at", at))
 		do = func(ctx context.Context) error { return r.cons.Schedule(ctx, j, at, &ev) }
 	case outCancel:
-		ev := queue.NewEvent(queue.EventCancelled, j, now)
+		ev := jobtype.NewEvent(jobtype.EventCancelled, j, now)
 		ev.Progress = out.progress
 		log.InfoContext(ctx, "runner: job cancelled")
 		do = func(ctx context.Context) error { return r.cons.Cancelled(ctx, j, &ev) }
@@ -209,21 +210,21 @@ func (r *Runner) failure(ctx context.Context, log *slog.Logger, e *execution, ou
 	var snooze *iterable.SnoozeError
 	if errors.As(out.err, &snooze) {
 		at := now.Add(snooze.Duration)
-		ev := queue.NewEvent(queue.EventScheduled, j, now)
+		ev := jobtype.NewEvent(jobtype.EventScheduled, j, now)
 		ev.RunAt, ev.Progress = &at, out.progress
 		log.InfoContext(ctx, "runner: job snoozed", slog.Duration("for", snooze.Duration))
 		return func(ctx context.Context) error { return r.cons.Schedule(ctx, j, at, &ev) }
 	}
 	if errors.Is(out.err, iterable.ErrCancel) {
-		ev := queue.NewEvent(queue.EventCancelled, j, now)
+		ev := jobtype.NewEvent(jobtype.EventCancelled, j, now)
 		ev.Progress = out.progress
 		log.InfoContext(ctx, "runner: job cancelled itself", slog.Any("error", out.err))
 		return func(ctx context.Context) error { return r.cons.Cancelled(ctx, j, &ev) }
 	}
 
-	jerr := queue.NewJobError(out.err, out.trace, j.Attempt, now)
-	jerr.Class = queue.ErrorClass(out.err, steering)
-	fev := queue.NewEvent(queue.EventFailed, j, now)
+	jerr := jobtype.NewJobError(out.err, out.trace, j.Attempt, now)
+	jerr.Class = jobtype.ErrorClass(out.err, steering)
+	fev := jobtype.NewEvent(jobtype.EventFailed, j, now)
 	fev.Error, fev.Progress = jerr.Message, out.progress
 	r.publish(ctx, fev)
 
@@ -235,13 +236,13 @@ func (r *Runner) failure(ctx context.Context, log *slog.Logger, e *execution, ou
 		maxAttempts = r.cfg.MaxAttempts
 	}
 	if errors.Is(out.err, iterable.ErrSkipRetry) || j.Attempt >= maxAttempts {
-		ev := queue.NewEvent(queue.EventDead, j, now)
+		ev := jobtype.NewEvent(jobtype.EventDead, j, now)
 		ev.Error, ev.Progress = jerr.Message, out.progress
 		log.ErrorContext(ctx, "runner: job failed and died", slog.Any("error", out.err), slog.Int("max_attempts", maxAttempts))
 		return func(ctx context.Context) error { return r.cons.Kill(ctx, j, jerr, &ev) }
 	}
 	at := now.Add(r.cfg.Backoff(j.Attempt))
-	ev := queue.NewEvent(queue.EventRetrying, j, now)
+	ev := jobtype.NewEvent(jobtype.EventRetrying, j, now)
 	ev.Error, ev.RunAt, ev.Progress = jerr.Message, &at, out.progress
 	log.WarnContext(ctx, "runner: job failed; will retry", slog.Any("error", out.err), slog.Time("retry_at", at))
 	return func(ctx context.Context) error { return r.cons.Retry(ctx, j, at, jerr, &ev) }
@@ -304,10 +305,10 @@ func (r *Runner) record(ctx context.Context, log *slog.Logger, do func(context.C
 // return an error to fail the run without calling next (return
 // iterable.Cancel, SkipRetry or Snooze errors to steer it), or call next to
 // run the job and see its error (nil for success and for interruptions).
-type Middleware func(ctx context.Context, job *queue.Job, next func(context.Context) error) error
+type Middleware func(ctx context.Context, job *jobtype.Job, next func(context.Context) error) error
 
-func chain(mw []Middleware, final func(context.Context) error) func(context.Context, *queue.Job) error {
-	return func(ctx context.Context, j *queue.Job) error {
+func chain(mw []Middleware, final func(context.Context) error) func(context.Context, *jobtype.Job) error {
+	return func(ctx context.Context, j *jobtype.Job) error {
 		next := final
 		for i := len(mw) - 1; i >= 0; i-- {
 			m, inner := mw[i], next

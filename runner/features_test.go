@@ -16,6 +16,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -80,7 +81,7 @@ func TestMaxRuntimeReenqueuesAndAlwaysProgresses(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "slow", countArgs{N: 40}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.GreaterOrEqual(t, ev.Progress.TimesInterrupted, 2, "the job was cut into several runs")
 		job.mu.Lock()
 		defer job.mu.Unlock()
@@ -113,8 +114,8 @@ func TestCancelRunningIterableJob(t *testing.T) {
 		t0 := time.Now()
 		st, err := b.client.Cancel(t.Context(), res.Job.ID)
 		require.NoError(t, err)
-		require.Equal(t, queue.StateRunning, st)
-		b.ev.wait(t, res.Job.ID, queue.EventCancelled)
+		require.Equal(t, jobtype.StateRunning, st)
+		b.ev.wait(t, res.Job.ID, jobtype.EventCancelled)
 		latency := time.Since(t0)
 		t.Logf("cancel latency: %s (target ≤ 1s + one %s item)", latency, item)
 		require.Less(t, latency, runner.CancelCheckIntervalDefault+item+2*time.Second, "the runner reads cancel flags about once a second")
@@ -133,7 +134,7 @@ func TestCancelRunningIterableJob(t *testing.T) {
 		again, err := b.client.Enqueue(t.Context(), "slow", countArgs{N: 1}, &queue.EnqueueOpts{UniqueKey: "only-one"})
 		require.NoError(t, err)
 		require.False(t, again.Duplicate)
-		b.ev.wait(t, again.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, again.Job.ID, jobtype.EventSucceeded)
 	})
 }
 
@@ -163,7 +164,7 @@ func TestCancelRunningPlainJobCancelsItsContext(t *testing.T) {
 		_, err = b.client.Cancel(t.Context(), res.Job.ID)
 		require.NoError(t, err)
 		require.ErrorIs(t, <-job.cause, runner.ErrCancelled)
-		b.ev.wait(t, res.Job.ID, queue.EventCancelled)
+		b.ev.wait(t, res.Job.ID, jobtype.EventCancelled)
 		_, err = b.client.Cancel(t.Context(), res.Job.ID)
 		require.ErrorIs(t, err, queue.ErrNotFound, "a cancelled job is gone")
 	})
@@ -198,9 +199,9 @@ func TestSnoozeIsNotAnAttempt(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "steer", countArgs{}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventScheduled)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventScheduled)
 		require.Equal(t, 50*time.Millisecond, ev.RunAt.Sub(ev.At), "rescheduled for the snooze's duration")
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		job.mu.Lock()
 		defer job.mu.Unlock()
 		require.Len(t, job.calls, 3)
@@ -229,9 +230,9 @@ func TestMaxAttemptsPerKindPerJobAndSkipRetry(t *testing.T) {
 		require.NoError(t, err)
 		s, err := b.client.Enqueue(ctx, "skip", countArgs{}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, k.Job.ID, queue.EventDead)
-		b.ev.wait(t, j.Job.ID, queue.EventDead)
-		ev := b.ev.wait(t, s.Job.ID, queue.EventDead)
+		b.ev.wait(t, k.Job.ID, jobtype.EventDead)
+		b.ev.wait(t, j.Job.ID, jobtype.EventDead)
+		ev := b.ev.wait(t, s.Job.ID, jobtype.EventDead)
 		require.Contains(t, ev.Error, "boom")
 		for _, j := range []*steer{perKind, perJob, skip} {
 			j.mu.Lock()
@@ -253,7 +254,7 @@ func TestServerMiddlewareWrapsEveryRun(t *testing.T) {
 		runner.Register(b.reg, "forbidden", &steer{}, nil)
 		var mu sync.Mutex
 		var seen []string
-		mw := func(ctx context.Context, j *queue.Job, next func(context.Context) error) error {
+		mw := func(ctx context.Context, j *jobtype.Job, next func(context.Context) error) error {
 			if j.Kind == "forbidden" {
 				return iterable.SkipRetry(errors.New("not allowed here"))
 			}
@@ -266,13 +267,13 @@ func TestServerMiddlewareWrapsEveryRun(t *testing.T) {
 		b.start(t, func(c *runner.Config) { c.Middleware = []runner.Middleware{mw} })
 		res, err := b.client.Enqueue(t.Context(), "steer", countArgs{}, &queue.EnqueueOpts{Meta: map[string]string{"tenant": "acme"}})
 		require.NoError(t, err)
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		mu.Lock()
 		require.Equal(t, []string{"acme:first attempt fails", "acme:<nil>"}, seen, "middleware sees each run and its error")
 		mu.Unlock()
 		f, err := b.client.Enqueue(t.Context(), "forbidden", countArgs{}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, f.Job.ID, queue.EventDead)
+		ev := b.ev.wait(t, f.Job.ID, jobtype.EventDead)
 		require.Contains(t, ev.Error, "not allowed here", "middleware can stop a run")
 	})
 }
@@ -289,7 +290,7 @@ func TestUniquenessAndClientMiddlewareAcrossInterruptions(t *testing.T) {
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		var enqueues atomic.Int32
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, Middleware: []queue.Middleware{
-			func(ctx context.Context, j *queue.Job, next func(context.Context, *queue.Job) error) error {
+			func(ctx context.Context, j *jobtype.Job, next func(context.Context, *jobtype.Job) error) error {
 				enqueues.Add(1)
 				return next(ctx, j)
 			},
@@ -307,14 +308,14 @@ func TestUniquenessAndClientMiddlewareAcrossInterruptions(t *testing.T) {
 		<-job.paused
 		first.Quiet()
 		close(job.release)
-		b.ev.wait(t, res.Job.ID, queue.EventInterrupted)
+		b.ev.wait(t, res.Job.ID, jobtype.EventInterrupted)
 		dup, err := client.Enqueue(t.Context(), "count", countArgs{N: 10}, opts)
 		require.NoError(t, err)
 		require.True(t, dup.Duplicate, "the uniqueness key is held across the interruption")
 		require.Equal(t, res.Job.ID, dup.Job.ID)
 		stopRunner(t, first)
 		b.start(t, nil)
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.Equal(t, int32(2), enqueues.Load(), "the interruption re-enqueue ran no client middleware")
 		again, err := client.Enqueue(t.Context(), "count", countArgs{N: 1}, opts)
 		require.NoError(t, err)
@@ -333,7 +334,7 @@ func TestScheduledJobRunsWhenDue(t *testing.T) {
 		res, err := b.client.Enqueue(t.Context(), "steer", countArgs{}, &queue.EnqueueOpts{At: due})
 		require.NoError(t, err)
 		require.True(t, res.Scheduled)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventStarted)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventStarted)
 		require.False(t, ev.At.Before(due), "not run before it is due")
 		require.Less(t, ev.At.Sub(due), 2*time.Second, "run soon after it is due")
 	})
@@ -348,7 +349,7 @@ func TestProcessesShowIterationProgress(t *testing.T) {
 		run := b.start(t, func(c *runner.Config) { c.CheckpointInterval = 30 * time.Millisecond })
 		res, err := b.client.Enqueue(t.Context(), "slow", countArgs{N: 100_000}, nil)
 		require.NoError(t, err)
-		var busy queue.BusyJob
+		var busy jobtype.BusyJob
 		testutil.Eventually(t, 10*time.Second, func() bool {
 			procs, err := b.client.Processes(t.Context())
 			require.NoError(t, err)
@@ -409,11 +410,11 @@ func TestFetchedAheadJobsGoBackWhenWorkersAreBusy(t *testing.T) {
 		// long job still blocks the first.
 		b.start(t, nil)
 		for _, id := range short {
-			b.ev.wait(t, id, queue.EventSucceeded)
+			b.ev.wait(t, id, jobtype.EventSucceeded)
 		}
 		require.Equal(t, int32(5), job.done.Load(), "the long job is still running")
 		close(job.release)
-		b.ev.wait(t, long.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, long.Job.ID, jobtype.EventSucceeded)
 		_ = busy
 	})
 }
@@ -453,7 +454,7 @@ func TestThrottledJobIsRescheduledAndResumes(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "throttled", countArgs{N: 30}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventScheduled)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventScheduled)
 		require.NotNil(t, ev.RunAt)
 		require.Equal(t, 100*time.Millisecond, ev.RunAt.Sub(ev.At), "rescheduled after the throttle's wait")
 		require.JSONEq(t, "10", string(ev.Progress.Cursor), "checkpointed after the last item done")
@@ -466,7 +467,7 @@ func TestThrottledJobIsRescheduledAndResumes(t *testing.T) {
 		require.Equal(t, int64(1), size, "waiting in the scheduled set, not the retry set")
 
 		job.pressure.Store(false)
-		done := b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		done := b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.Equal(t, int64(30), done.Progress.ItemsProcessed)
 		require.Equal(t, int32(30), job.count.Load())
 	})
@@ -490,7 +491,7 @@ func TestIdleRunnerIsWokenByEveryEnqueue(t *testing.T) {
 			t0 := time.Now()
 			res, err := b.client.Enqueue(t.Context(), "steer", countArgs{}, nil)
 			require.NoError(t, err)
-			b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+			b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 			worst = max(worst, time.Since(t0))
 		}
 		t.Logf("slowest pickup of 300 on an idle runner: %s", worst)
@@ -557,8 +558,8 @@ func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
 		t.Cleanup(func() { _ = reaper.Stop(context.Background()) })
 
 		run = b.start(t, func(c *runner.Config) { c.Concurrency = 1 })
-		b.ev.wait(t, fresh.Job.ID, queue.EventSucceeded)
-		b.ev.wait(t, recovered.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, fresh.Job.ID, jobtype.EventSucceeded)
+		b.ev.wait(t, recovered.Job.ID, jobtype.EventSucceeded)
 		got := map[string]string{}
 		for range 2 {
 			s := <-job.seen
@@ -584,7 +585,7 @@ func TestCompletedRunFailedByMiddlewareRunsAgainWhenRetried(t *testing.T) {
 		job := newRecorder()
 		runner.RegisterIterable(b.reg, "count", job, &runner.KindOpts{MaxAttempts: 1})
 		var calls atomic.Int32
-		mw := func(ctx context.Context, _ *queue.Job, next func(context.Context) error) error {
+		mw := func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
 			if err := next(ctx); err != nil {
 				return err
 			}
@@ -596,13 +597,13 @@ func TestCompletedRunFailedByMiddlewareRunsAgainWhenRetried(t *testing.T) {
 		b.start(t, func(c *runner.Config) { c.Middleware = []runner.Middleware{mw} })
 		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 5}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, res.Job.ID, queue.EventDead)
+		b.ev.wait(t, res.Job.ID, jobtype.EventDead)
 		st, err := b.store.Load(ctx, res.Job.ID)
 		require.NoError(t, err)
 		require.Equal(t, cursor.StatusFailed, st.Status, "the job did not complete: the middleware failed it")
 
 		require.NoError(t, b.client.RunNow(ctx, queue.SetDead, res.Job.ID))
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.Equal(t, []string{"start", "build:nil", "complete", "stop:completed", "resume", "build:5", "complete", "stop:completed"}, job.hooks())
 		job.requireEachOnce(t, 5)
 	})

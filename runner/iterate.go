@@ -11,7 +11,7 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/iterable"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/shutdown"
 )
 
@@ -173,14 +173,14 @@ func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcom
 		if err := it.save(ctx, cursor.StatusRunning); err != nil {
 			return it.e.failOr(ctx, it.saveFailed(err)), false
 		}
-		it.r.publish(ctx, it.event(queue.EventStarted, nil))
+		it.r.publish(ctx, it.event(jobtype.EventStarted, nil))
 	} else {
 		if it.h.resumer != nil {
 			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
 				return hookFailed("OnResume", err, trace)
 			}
 		}
-		it.r.publish(ctx, it.event(queue.EventResumed, it.progress(ctx)))
+		it.r.publish(ctx, it.event(jobtype.EventResumed, it.progress(ctx)))
 	}
 	it.hooksRan = true
 	return outcome{}, true
@@ -302,7 +302,7 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 		if err != nil {
 			it.log.WarnContext(ctx, "runner: checkpoint failed; the next one will try again", slog.Any("error", err))
 		} else {
-			it.r.publish(ctx, it.event(queue.EventCheckpointed, it.progress(ctx)))
+			it.r.publish(ctx, it.event(jobtype.EventCheckpointed, it.progress(ctx)))
 		}
 		it.timer.Reset(it.r.cfg.CheckpointInterval)
 	}
@@ -558,15 +558,15 @@ func (it *iteration[A, T, C]) onStop(ctx context.Context, reason iterable.StopRe
 }
 
 // progress describes the run so far for events.
-func (it *iteration[A, T, C]) progress(ctx context.Context) *queue.Progress {
+func (it *iteration[A, T, C]) progress(ctx context.Context) *jobtype.Progress {
 	if !it.r.eventsOn {
 		return nil
 	}
 	return progressOf(it.snapshot(ctx, ""))
 }
 
-func progressOf(st cursor.State) *queue.Progress {
-	p := &queue.Progress{
+func progressOf(st cursor.State) *jobtype.Progress {
+	p := &jobtype.Progress{
 		Cursor: st.Cursor, ItemsProcessed: st.ItemsProcessed, TimesInterrupted: st.TimesInterrupted,
 		Executions: st.Executions, RunTime: st.RunTime,
 		Done: st.ProgressDone, Total: st.ProgressTotal, Unit: st.ProgressUnit, Fraction: -1,
@@ -580,8 +580,8 @@ func progressOf(st cursor.State) *queue.Progress {
 	return p
 }
 
-func (it *iteration[A, T, C]) event(t queue.EventType, p *queue.Progress) queue.Event {
-	ev := queue.NewEvent(t, it.e.job, it.r.now())
+func (it *iteration[A, T, C]) event(t jobtype.EventType, p *jobtype.Progress) jobtype.Event {
+	ev := jobtype.NewEvent(t, it.e.job, it.r.now())
 	ev.Progress = p
 	return ev
 }

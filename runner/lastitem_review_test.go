@@ -10,7 +10,7 @@ import (
 
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // lastItemJob has two items; item 1 (the last) waits until its run's
@@ -68,8 +68,8 @@ func TestReviewARunThatFinishesTheLastItemCompletesInsteadOfRequeueing(t *testin
 		run, err := New(Config{
 			Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quietLog,
 			CheckpointInterval: time.Hour, HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour,
-			OnEvent: func(_ context.Context, ev queue.Event) {
-				if ev.Type == queue.EventSucceeded {
+			OnEvent: func(_ context.Context, ev jobtype.Event) {
+				if ev.Type == jobtype.EventSucceeded {
 					once.Do(func() { close(done) })
 				}
 			},

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 type panicky struct{}
@@ -28,7 +28,7 @@ func TestReviewWrappingMiddlewareKeepsThePanicTrace(t *testing.T) {
 	r := testutil.Miniredis(t)
 	reg := NewRegistry()
 	Register(reg, "panicky", panicky{}, nil)
-	wrap := func(ctx context.Context, _ *queue.Job, next func(context.Context) error) error {
+	wrap := func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
 		if err := next(ctx); err != nil {
 			return fmt.Errorf("traced: %w", err)
 		}
@@ -45,7 +45,7 @@ func TestReviewWrappingMiddlewareKeepsThePanicTrace(t *testing.T) {
 	require.NoError(t, err)
 	retry := "{" + r.Namespace + "}:retry"
 	require.True(t, waitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, retry, res.Job.ID).Err() == nil }))
-	var jerr queue.JobError
+	var jerr jobtype.JobError
 	require.NoError(t, json.Unmarshal([]byte(r.Client.HGet(ctx, "{"+r.Namespace+"}:j:"+res.Job.ID, "err").Val()), &jerr))
 	require.Contains(t, jerr.Message, "boom")
 	require.Contains(t, jerr.Trace, "panicky", "the stack trace of the panic is kept")

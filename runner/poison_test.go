@@ -10,7 +10,7 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/runner"
 )
 
@@ -70,8 +70,8 @@ func TestRecoveredRunCheckpointsItsFirstItemsAndIsForgiven(t *testing.T) {
 		require.Nil(t, st.Cursor, "a run of a job never recovered checkpoints at the interval only")
 
 		release()
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
-		b.ev.wait(t, other.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
+		b.ev.wait(t, other.Job.ID, jobtype.EventSucceeded)
 		job.requireEachOnce(t, 10)
 	})
 }

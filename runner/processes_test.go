@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -66,14 +67,14 @@ func TestProcessesListRunningJobsWithinASecond(t *testing.T) {
 		testutil.Eventually(t, time.Second, has(plain.Job.ID), "the plain job listed within a second of starting")
 
 		release()
-		b.ev.wait(t, it.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, it.Job.ID, jobtype.EventSucceeded)
 		testutil.Eventually(t, time.Second, gone(it.Job.ID), "the succeeded job unlisted within a second")
 		require.True(t, has(plain.Job.ID)(), "the running job is still listed")
 
 		_, err = b.client.Cancel(ctx, plain.Job.ID)
 		require.NoError(t, err)
 		require.ErrorIs(t, <-blk.cause, runner.ErrCancelled)
-		b.ev.wait(t, plain.Job.ID, queue.EventCancelled)
+		b.ev.wait(t, plain.Job.ID, jobtype.EventCancelled)
 		testutil.Eventually(t, time.Second, gone(plain.Job.ID), "the cancelled job unlisted within a second")
 	})
 }

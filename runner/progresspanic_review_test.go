@@ -11,7 +11,7 @@ import (
 
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // badProgress is an enumerator over three items whose Progress method
@@ -64,14 +64,14 @@ func progressPanicChild(t *testing.T) {
 	r := testutil.Miniredis(t)
 	reg := NewRegistry()
 	RegisterIterable(reg, "bad", badProgressJob{}, nil)
-	ended := make(chan queue.EventType, 16)
+	ended := make(chan jobtype.EventType, 16)
 	startRunner(t, Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		Backoff: func(int) time.Duration { return time.Hour },
-		OnEvent: func(_ context.Context, ev queue.Event) {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
 			switch ev.Type {
-			case queue.EventSucceeded, queue.EventRetrying, queue.EventDead:
+			case jobtype.EventSucceeded, jobtype.EventRetrying, jobtype.EventDead:
 				ended <- ev.Type
 			}
 		},

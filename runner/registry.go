@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/iterjob/iterjob/iterable"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // ErrUnknownKind is the error of a job whose kind no handler is registered
@@ -127,7 +127,7 @@ func (h *plainHandler[A]) run(ctx context.Context, r *Runner, e *execution) outc
 	if err != nil {
 		return failed(iterable.SkipRetry(err), nil)
 	}
-	r.publish(ctx, queue.NewEvent(queue.EventStarted, e.job, r.now()))
+	r.publish(ctx, jobtype.NewEvent(jobtype.EventStarted, e.job, r.now()))
 	trace, err := protect(func() error { return h.job.Perform(ctx, args) })
 	if err == nil {
 		return outcome{kind: outAck}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
 )
@@ -521,7 +522,7 @@ func (w *workerCtx) close() {
 func (r *Runner) releaseUnstarted(es ...*execution) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.fetchCtx), r.cfg.FinishTimeout)
 	defer cancel()
-	jobs := make([]*queue.Job, len(es))
+	jobs := make([]*jobtype.Job, len(es))
 	for i, e := range es {
 		jobs[i] = e.job
 	}
@@ -606,15 +607,15 @@ func (r *Runner) ackLoop() {
 	}
 }
 
-func (r *Runner) busy() []queue.BusyJob {
+func (r *Runner) busy() []jobtype.BusyJob {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]queue.BusyJob, 0, len(r.known))
+	out := make([]jobtype.BusyJob, 0, len(r.known))
 	for _, e := range r.known {
 		if e.started.IsZero() {
 			continue
 		}
-		out = append(out, queue.BusyJob{
+		out = append(out, jobtype.BusyJob{
 			ID: e.job.ID, Kind: e.job.Kind, Queue: e.job.Queue, Run: e.job.Lease,
 			StartedAt: e.started, Iterable: e.iterable, Progress: e.progress.Load(),
 		})
@@ -860,7 +861,7 @@ func (r *Runner) cancelLoop() {
 	}
 }
 
-func (r *Runner) publish(ctx context.Context, ev queue.Event) {
+func (r *Runner) publish(ctx context.Context, ev jobtype.Event) {
 	if r.eventsOn {
 		r.cons.Publish(ctx, ev)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -36,13 +37,13 @@ var quiet = slog.New(slog.DiscardHandler)
 // events collects lifecycle events delivered in-process.
 type events struct {
 	mu     sync.Mutex
-	all    []queue.Event
+	all    []jobtype.Event
 	change chan struct{}
 }
 
 func newEvents() *events { return &events{change: make(chan struct{}, 1)} }
 
-func (e *events) handle(_ context.Context, ev queue.Event) {
+func (e *events) handle(_ context.Context, ev jobtype.Event) {
 	e.mu.Lock()
 	e.all = append(e.all, ev)
 	e.mu.Unlock()
@@ -53,7 +54,7 @@ func (e *events) handle(_ context.Context, ev queue.Event) {
 }
 
 // wait returns the first event of type typ for job id, waiting for it.
-func (e *events) wait(t *testing.T, id string, typ queue.EventType) queue.Event {
+func (e *events) wait(t *testing.T, id string, typ jobtype.EventType) jobtype.Event {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
 	for {
@@ -73,10 +74,10 @@ func (e *events) wait(t *testing.T, id string, typ queue.EventType) queue.Event 
 	}
 }
 
-func (e *events) types(id string) []queue.EventType {
+func (e *events) types(id string) []jobtype.EventType {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var out []queue.EventType
+	var out []jobtype.EventType
 	for _, ev := range e.all {
 		if ev.JobID == id {
 			out = append(out, ev.Type)
@@ -236,14 +237,14 @@ func TestIterableJobRunsToCompletionWithHooks(t *testing.T) {
 		run := b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 50}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.NotNil(t, ev.Progress)
 		require.Equal(t, int64(50), ev.Progress.ItemsProcessed)
 		require.InDelta(t, 1.0, ev.Progress.Fraction, 1e-9)
 
 		job.requireEachOnce(t, 50)
 		require.Equal(t, []string{"start", "build:nil", "complete", "stop:completed"}, job.hooks())
-		require.Equal(t, []queue.EventType{queue.EventStarted, queue.EventSucceeded}, b.ev.types(res.Job.ID))
+		require.Equal(t, []jobtype.EventType{jobtype.EventStarted, jobtype.EventSucceeded}, b.ev.types(res.Job.ID))
 
 		st, err := b.store.Load(t.Context(), res.Job.ID)
 		require.NoError(t, err)
@@ -285,11 +286,11 @@ func TestCompletedJobWhoseAckWasLostIsNotRunAgain(t *testing.T) {
 		require.NoError(t, b.store.Save(ctx, res.Job.ID, 5, done))
 
 		b.start(t, nil)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.NotNil(t, ev.Progress)
 		require.Equal(t, int64(50), ev.Progress.ItemsProcessed)
 		require.Empty(t, job.hooks(), "no hook and no enumerator ran again")
-		require.Equal(t, []queue.EventType{queue.EventSucceeded}, b.ev.types(res.Job.ID))
+		require.Equal(t, []jobtype.EventType{jobtype.EventSucceeded}, b.ev.types(res.Job.ID))
 
 		st, err := b.store.Load(ctx, res.Job.ID)
 		require.NoError(t, err)
@@ -313,7 +314,7 @@ func interruptCase(t *testing.T, r testutil.Redis, interrupt func(*runner.Runner
 	<-job.paused
 	interrupt(first)
 	close(job.release)
-	ev := b.ev.wait(t, res.Job.ID, queue.EventInterrupted)
+	ev := b.ev.wait(t, res.Job.ID, jobtype.EventInterrupted)
 	require.Equal(t, int64(21), ev.Progress.ItemsProcessed)
 	require.JSONEq(t, "21", string(ev.Progress.Cursor), "the cursor is the position after the last finished item")
 
@@ -325,12 +326,12 @@ func interruptCase(t *testing.T, r testutil.Redis, interrupt func(*runner.Runner
 	stopRunner(t, first)
 
 	b.start(t, nil)
-	resumed := b.ev.wait(t, res.Job.ID, queue.EventResumed)
+	resumed := b.ev.wait(t, res.Job.ID, jobtype.EventResumed)
 	require.NotNil(t, resumed.Progress)
 	require.Equal(t, int64(21), resumed.Progress.Done, "the resumed event reports the saved progress")
 	require.Equal(t, int64(100), resumed.Progress.Total, "the last checkpoint knew the total")
 	require.InDelta(t, 0.21, resumed.Progress.Fraction, 1e-9)
-	b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+	b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 	job.requireEachOnce(t, 100)
 	require.Equal(t, []string{
 		"start", "build:nil", "stop:interrupted",
@@ -371,10 +372,10 @@ func TestErrorResumesFromLastGoodCursor(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 60}, nil)
 		require.NoError(t, err)
-		fail := b.ev.wait(t, res.Job.ID, queue.EventFailed)
+		fail := b.ev.wait(t, res.Job.ID, jobtype.EventFailed)
 		require.Contains(t, fail.Error, "item 30 failed")
 		require.JSONEq(t, "30", string(fail.Progress.Cursor), "checkpointed at the last good item")
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		job.requireEachOnce(t, 60)
 		require.Equal(t, []string{
 			"start", "build:nil", "stop:failed",
@@ -395,16 +396,16 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 20}, nil)
 		require.NoError(t, err)
-		fail := b.ev.wait(t, res.Job.ID, queue.EventFailed)
+		fail := b.ev.wait(t, res.Job.ID, jobtype.EventFailed)
 		require.Contains(t, fail.Error, "item 7 panicked")
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		job.requireEachOnce(t, 20)
 		require.Equal(t, []string{"start", "build:nil", "stop:failed", "resume", "build:7", "complete", "stop:completed"}, job.hooks())
 
 		// The worker kept running: another job goes through.
 		res2, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 3}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, res2.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res2.Job.ID, jobtype.EventSucceeded)
 	})
 }
 
@@ -422,7 +423,7 @@ func TestBadCursorGoesToRetryWithClearErrorAndLosesNothing(t *testing.T) {
 		require.NoError(t, r.Client.HSet(t.Context(), itKey, "cursor", `{"page":3}`, "started", "1", "run", "0").Err())
 
 		b.start(t, func(c *runner.Config) { c.Backoff = func(int) time.Duration { return time.Hour } })
-		fail := b.ev.wait(t, res.Job.ID, queue.EventRetrying)
+		fail := b.ev.wait(t, res.Job.ID, jobtype.EventRetrying)
 		require.Contains(t, fail.Error, `stored cursor {"page":3} does not decode into int64`)
 		require.Equal(t, []string{res.Job.ID}, r.Client.ZRange(t.Context(), "{"+r.Namespace+"}:retry", 0, -1).Val())
 		require.Equal(t, `{"page":3}`, r.Client.HGet(t.Context(), itKey, "cursor").Val(), "the stored cursor is kept")
@@ -457,12 +458,12 @@ func TestPlainJobRetriesThenSucceeds(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "plain", countArgs{N: 1}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		require.Equal(t, 3, job.runs)
-		require.Equal(t, []queue.EventType{
-			queue.EventStarted, queue.EventFailed, queue.EventRetrying,
-			queue.EventStarted, queue.EventFailed, queue.EventRetrying,
-			queue.EventStarted, queue.EventSucceeded,
+		require.Equal(t, []jobtype.EventType{
+			jobtype.EventStarted, jobtype.EventFailed, jobtype.EventRetrying,
+			jobtype.EventStarted, jobtype.EventFailed, jobtype.EventRetrying,
+			jobtype.EventStarted, jobtype.EventSucceeded,
 		}, b.ev.types(res.Job.ID))
 	})
 }
@@ -478,19 +479,19 @@ func TestBadInputLandsWhereDocumented(t *testing.T) {
 		// Arguments that do not decode: dead at once.
 		bad, err := b.client.Enqueue(ctx, "plain", "not an object", nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, bad.Job.ID, queue.EventDead)
+		ev := b.ev.wait(t, bad.Job.ID, jobtype.EventDead)
 		require.Contains(t, ev.Error, "job arguments do not decode")
 
 		// An unknown kind: retried (a deploy may not have reached this worker).
 		unknown, err := b.client.Enqueue(ctx, "nope", nil, nil)
 		require.NoError(t, err)
-		ev = b.ev.wait(t, unknown.Job.ID, queue.EventRetrying)
+		ev = b.ev.wait(t, unknown.Job.ID, jobtype.EventRetrying)
 		require.Contains(t, ev.Error, `unknown job kind "nope"`)
 
 		// The worker keeps running.
 		good, err := b.client.Enqueue(ctx, "plain", countArgs{}, nil)
 		require.NoError(t, err)
-		b.ev.wait(t, good.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, good.Job.ID, jobtype.EventSucceeded)
 	})
 }
 
@@ -518,7 +519,7 @@ func TestCheckpointsAreTimedNeverPerItem(t *testing.T) {
 	b.start(t, func(c *runner.Config) { c.Store = store })
 	res, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 100_000}, nil)
 	require.NoError(t, err)
-	b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+	b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 	job.requireEachOnce(t, 100_000)
 	// With an hour's checkpoint interval: the save after OnStart, the save
 	// of the final cursor before OnComplete, and the completed status.
@@ -538,9 +539,9 @@ func TestCheckpointIntervalSavesProgress(t *testing.T) {
 		<-job.paused
 		time.Sleep(40 * time.Millisecond) // let the checkpoint interval pass during item 10
 		close(job.release)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventCheckpointed)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventCheckpointed)
 		require.JSONEq(t, "11", string(ev.Progress.Cursor), "the first checkpoint after the interval saves the cursor after item 10")
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 	})
 }
 
@@ -562,7 +563,7 @@ func TestStaleRunCannotOverwriteNewerRun(t *testing.T) {
 		b.start(t, func(c *runner.Config) {
 			c.HeartbeatInterval, c.DeadAfter = 20*time.Millisecond, 200*time.Millisecond
 		})
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		done, err := b.store.Load(t.Context(), res.Job.ID)
 		require.NoError(t, err)
 		require.Equal(t, cursor.StatusCompleted, done.Status)
@@ -605,9 +606,9 @@ func TestOnStartRunsAgainUntilItSucceeds(t *testing.T) {
 		b.start(t, nil)
 		res, err := b.client.Enqueue(t.Context(), "count", countArgs{N: 3}, nil)
 		require.NoError(t, err)
-		ev := b.ev.wait(t, res.Job.ID, queue.EventFailed)
+		ev := b.ev.wait(t, res.Job.ID, jobtype.EventFailed)
 		require.Contains(t, ev.Error, "OnStart: cannot start yet")
-		b.ev.wait(t, res.Job.ID, queue.EventSucceeded)
+		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
 		job.requireEachOnce(t, 3)
 		require.Equal(t, []string{"start", "start", "build:nil", "complete", "stop:completed"}, job.hooks(),
 			"a failed OnStart is retried (no OnStop: the run never started); OnResume is for runs after a successful start")

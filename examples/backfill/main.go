@@ -33,6 +33,7 @@ import (
 	"github.com/iterjob/iterjob/internal/exampleutil"
 	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -175,7 +176,7 @@ func run(ctx context.Context) error {
 	}
 	<-job.reached
 	w1.Quiet()
-	ev := events.Wait(queue.EventInterrupted)
+	ev := events.Wait(jobtype.EventInterrupted)
 	fmt.Printf("worker 1 quieted (a deploy): %d pages done, cursor %s\n", ev.Progress.ItemsProcessed, ev.Progress.Cursor)
 	if err := w1.Stop(ctx); err != nil {
 		return err
@@ -185,7 +186,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ev = events.Wait(queue.EventSucceeded)
+	ev = events.Wait(jobtype.EventSucceeded)
 	if err := w2.Stop(ctx); err != nil {
 		return err
 	}

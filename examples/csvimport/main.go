@@ -34,6 +34,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators/csvrows"
 	"github.com/iterjob/iterjob/internal/exampleutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -150,7 +151,7 @@ func run(ctx context.Context, path string, rows int64) error {
 	}
 	<-job.reached
 	w1.Quiet()
-	ev := events.Wait(queue.EventInterrupted)
+	ev := events.Wait(jobtype.EventInterrupted)
 	fmt.Printf("worker 1 quieted (a deploy): %d rows imported, %d of %d bytes read, cursor %s\n",
 		ev.Progress.ItemsProcessed, ev.Progress.Done, ev.Progress.Total, ev.Progress.Cursor)
 	if err := w1.Stop(ctx); err != nil {
@@ -162,7 +163,7 @@ func run(ctx context.Context, path string, rows int64) error {
 	if err != nil {
 		return err
 	}
-	ev = events.Wait(queue.EventSucceeded)
+	ev = events.Wait(jobtype.EventSucceeded)
 	if err := w2.Stop(ctx); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/exampleutil"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/pg"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
@@ -152,8 +153,8 @@ func run(ctx context.Context) error {
 	ran := map[string]bool{} // job ids that succeeded
 	var ranMu sync.Mutex
 	r, err := runner.New(runner.Config{Redis: rdb, Registry: reg, Namespace: ns, Logger: logger, Concurrency: 2,
-		OnEvent: func(_ context.Context, ev queue.Event) {
-			if ev.Type == queue.EventSucceeded {
+		OnEvent: func(_ context.Context, ev jobtype.Event) {
+			if ev.Type == jobtype.EventSucceeded {
 				ranMu.Lock()
 				ran[ev.JobID] = true
 				ranMu.Unlock()

@@ -26,6 +26,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/exampleutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
@@ -140,7 +141,7 @@ func run(ctx context.Context) error {
 	<-job.reached
 	fmt.Println("worker 1 is told to quiet, as on a deploy (SIGTSTP): the job stops at its next item")
 	w1.Quiet()
-	ev := events.Wait(queue.EventInterrupted)
+	ev := events.Wait(jobtype.EventInterrupted)
 	fmt.Printf("job interrupted after %d documents; cursor %s saved; job back at the head of its queue\n",
 		ev.Progress.ItemsProcessed, ev.Progress.Cursor)
 	if err := w1.Stop(ctx); err != nil {
@@ -165,7 +166,7 @@ func run(ctx context.Context) error {
 	if err := w2.Start(ctx); err != nil {
 		return err
 	}
-	ev = events.Wait(queue.EventSucceeded)
+	ev = events.Wait(jobtype.EventSucceeded)
 	if err := w2.Stop(ctx); err != nil {
 		return err
 	}

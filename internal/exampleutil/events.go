@@ -4,20 +4,20 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // Events collects a runner's lifecycle events for a program to wait on.
-type Events chan queue.Event
+type Events chan jobtype.Event
 
 // NewEvents returns an empty Events.
 func NewEvents() Events { return make(Events, 100) }
 
 // Handle is a runner.Config.OnEvent.
-func (e Events) Handle(_ context.Context, ev queue.Event) { e <- ev }
+func (e Events) Handle(_ context.Context, ev jobtype.Event) { e <- ev }
 
 // Wait returns the next event of type typ, skipping others.
-func (e Events) Wait(typ queue.EventType) queue.Event {
+func (e Events) Wait(typ jobtype.EventType) jobtype.Event {
 	for {
 		if ev := <-e; ev.Type == typ {
 			return ev
