@@ -117,7 +117,7 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 	for _, env := range envs {
 		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &jobtype.Job{ID: rdb.EnvelopeID(env, 0), Queue: q, RawPayload: env, LastError: jobtype.NewJobError(err, decodeTrace(err), 0, time.Time{})}
+			j = &jobtype.Job{ID: rdb.EnvelopeID(env, 0), Queue: q, RawPayload: env, LastError: jobtype.NewJobError(err, rdb.DecodeTrace(err), 0, time.Time{})}
 		}
 		j.State = jobtype.StateQueued
 		out = append(out, j)
@@ -166,7 +166,7 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 		env, _ := vals[0].(string)
 		j, err := c.decode(ctx, env)
 		if err != nil {
-			j = &jobtype.Job{ID: id, RawPayload: env, LastError: jobtype.NewJobError(err, decodeTrace(err), 0, time.Time{})}
+			j = &jobtype.Job{ID: id, RawPayload: env, LastError: jobtype.NewJobError(err, rdb.DecodeTrace(err), 0, time.Time{})}
 		}
 		if e, _ := vals[1].(string); e != "" {
 			var jerr jobtype.JobError
@@ -184,8 +184,8 @@ func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([
 // decode decodes a stored payload for a listing. A decoder panic (a bug:
 // stored data must never crash a caller) is logged with its stack.
 func (c *Client) decode(ctx context.Context, env string) (*jobtype.Job, error) {
-	j, err := decodeSafely(env, c.parse)
-	if trace := decodeTrace(err); trace != nil {
+	j, err := rdb.DecodeJob(env, c.parse)
+	if trace := rdb.DecodeTrace(err); trace != nil {
 		c.cfg.Logger.ErrorContext(ctx, "queue: payload decoder panicked", slog.String("jid", rdb.EnvelopeID(env, 0)),
 			slog.Any("error", err), slog.String("stack", string(trace)))
 	}
@@ -217,7 +217,7 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype
 	}
 	for range maxRereads {
 		var env string
-		if c.ev.on() {
+		if c.ev.On() {
 			var err error
 			env, err = c.db.C.HGet(ctx, c.db.Keys.Job(id), "env").Result()
 			if errors.Is(err, redis.Nil) {
@@ -230,7 +230,7 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype
 		now := c.now()
 		ev := eventFrom(t, id, env, now)
 		ev.Error = errText
-		n, err := c.db.Move(ctx, now, id, string(set), target, c.ev.encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge, env)
+		n, err := c.db.Move(ctx, now, id, string(set), target, c.ev.Encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge, env)
 		if err != nil {
 			return fmt.Errorf("queue: move %s from %s to %s: %w", id, set, target, err)
 		}
@@ -238,7 +238,7 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype
 		case rdb.MoveNotFound:
 			return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
 		case rdb.MoveDone:
-			c.ev.handle(ctx, ev)
+			c.ev.Handle(ctx, ev)
 			return nil
 		}
 	}
@@ -250,7 +250,7 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype
 // cannot be read.
 func eventFrom(t jobtype.EventType, id, env string, at time.Time) jobtype.Event {
 	if env != "" {
-		if j, err := decodeSafely(env, parseEnvelope); err == nil {
+		if j, err := rdb.DecodeJob(env, rdb.ParseJob); err == nil {
 			return jobtype.NewEvent(t, j, at)
 		}
 	}
@@ -290,7 +290,7 @@ func (c *Client) DeleteQueued(ctx context.Context, q, id string) error {
 		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, q)
 	}
 	c.db.C.Del(ctx, c.db.Keys.Iter(id))
-	c.ev.handle(ctx, ev)
+	c.ev.Handle(ctx, ev)
 	return nil
 }
 
@@ -332,9 +332,12 @@ func (c *Client) Processes(ctx context.Context) ([]Process, error) {
 		p := Process{ID: z.Member.(string), LastBeat: time.UnixMilli(int64(z.Score))}
 		vals := cmds[i].Val()
 		if s, _ := vals[0].(string); s != "" {
-			var info processInfo
+			var info rdb.ProcessInfo
 			if json.Unmarshal([]byte(s), &info) == nil {
-				p.Hostname, p.PID, p.Queues, p.StartedAt, p.Extra = info.Hostname, info.PID, info.Queues, info.StartedAt, info.Extra
+				p.Hostname, p.PID, p.StartedAt, p.Extra = info.Hostname, info.PID, info.StartedAt, info.Extra
+				for _, q := range info.Queues {
+					p.Queues = append(p.Queues, QueueWeight(q))
+				}
 			}
 		}
 		if s, _ := vals[1].(string); s != "" {

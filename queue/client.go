@@ -20,9 +20,9 @@ const (
 	// NamespaceDefault prefixes every key: "{iterjob}:...".
 	NamespaceDefault = rdb.NamespaceDefault
 	// DeadMaxJobsDefault caps the dead set; the oldest deaths go first.
-	DeadMaxJobsDefault = 10_000
+	DeadMaxJobsDefault = rdb.DeadMaxJobsDefault
 	// DeadMaxAgeDefault is how long a job stays in the dead set.
-	DeadMaxAgeDefault = 180 * 24 * time.Hour
+	DeadMaxAgeDefault = rdb.DeadMaxAgeDefault
 	// IDRetentionDefault is how long a caller-chosen job id is remembered.
 	IDRetentionDefault = 24 * time.Hour
 	// enqueueChunk bounds the jobs one script call adds.
@@ -102,9 +102,9 @@ type Middleware func(ctx context.Context, job *jobtype.Job, next func(context.Co
 type Client struct {
 	db  *rdb.DB
 	cfg Config
-	ev  emitter
+	ev  rdb.Emitter
 	now func() time.Time
-	// parse decodes a payload; decodeSafely guards it (tests swap it for
+	// parse decodes a payload; rdb.DecodeJob guards it (tests swap it for
 	// one that panics).
 	parse func(string) (*jobtype.Job, error)
 }
@@ -121,9 +121,9 @@ func NewClient(c redis.UniversalClient, cfg Config) (*Client, error) {
 	return &Client{
 		db:    rdb.New(c, cfg.Namespace),
 		cfg:   cfg,
-		ev:    emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		ev:    rdb.Emitter{Publish: cfg.PublishEvents, Handler: cfg.OnEvent, Log: cfg.Logger},
 		now:   time.Now,
-		parse: parseEnvelope,
+		parse: rdb.ParseJob,
 	}, nil
 }
 
@@ -226,10 +226,10 @@ func (c *Client) EnqueueMany(ctx context.Context, params []Params) ([]Result, er
 			j := chunk[i].job
 			switch r.Status {
 			case rdb.StatusQueued:
-				c.ev.handle(ctx, chunk[i].ev)
+				c.ev.Handle(ctx, chunk[i].ev)
 				out = append(out, Result{Job: j})
 			case rdb.StatusScheduled:
-				c.ev.handle(ctx, chunk[i].ev)
+				c.ev.Handle(ctx, chunk[i].ev)
 				out = append(out, Result{Job: j, Scheduled: true})
 			case rdb.StatusDuplicate:
 				j.ID = r.ID
@@ -301,7 +301,7 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 			}
 			keepID = c.cfg.IDRetention
 		}
-		env, err := encodeEnvelope(j)
+		env, err := rdb.EncodeJob(j)
 		if err != nil {
 			return err
 		}
@@ -317,8 +317,8 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 		ev.RunAt = runAt
 		out = pending{job: j, ev: ev, new: rdb.NewJob{
 			ID: j.ID, Queue: j.Queue, Envelope: env, Due: dueMs,
-			UniqueHash: uniqueHash(j.UniqueKey), UniqueTTLMs: o.UniqueFor.Milliseconds(),
-			Event: c.ev.encode(ctx, ev), KeepIDMs: keepID.Milliseconds(),
+			UniqueHash: rdb.UniqueHash(j.UniqueKey), UniqueTTLMs: o.UniqueFor.Milliseconds(),
+			Event: c.ev.Encode(ctx, ev), KeepIDMs: keepID.Milliseconds(),
 		}}
 		return nil
 	}
@@ -378,7 +378,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (jobtype.State, error) {
 		return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 	}
 	if removed {
-		c.ev.handle(ctx, ev)
+		c.ev.Handle(ctx, ev)
 		return jobtype.StateQueued, nil
 	}
 	// Not in a queue now: it may have moved meanwhile. Look again, and
@@ -394,7 +394,7 @@ func (c *Client) Cancel(ctx context.Context, id string) (jobtype.State, error) {
 // cancelled event of a job in a set is built from its envelope, read first
 // (see move).
 func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool) (jobtype.State, error) {
-	check := c.ev.on()
+	check := c.ev.On()
 	for range maxRereads {
 		var env string
 		if check {
@@ -406,13 +406,13 @@ func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool
 		}
 		now := c.now()
 		ev := eventFrom(jobtype.EventCancelled, id, env, now)
-		st, err := c.db.Cancel(ctx, now, id, c.ev.encode(ctx, ev), CancelPendingTTL, forget, check, env)
+		st, err := c.db.Cancel(ctx, now, id, c.ev.Encode(ctx, ev), CancelPendingTTL, forget, check, env)
 		if err != nil {
 			return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 		}
 		switch jobtype.State(st) {
 		case jobtype.StateScheduled, jobtype.StateRetry, jobtype.StateDead:
-			c.ev.handle(ctx, ev)
+			c.ev.Handle(ctx, ev)
 		}
 		if st != rdb.CancelChanged {
 			return jobtype.State(st), nil
@@ -455,7 +455,7 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, t jobtype.Event
 				if ev.Queue == "" {
 					ev.Queue = q
 				}
-				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], c.ev.encode(ctx, ev), true)
+				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], c.ev.Encode(ctx, ev), true)
 				if err != nil || ok {
 					return ev, ok, err
 				}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -13,50 +12,6 @@ import (
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/jobtype"
 )
-
-// emitter hands events to the in-process handler and encodes them for a
-// script to publish atomically with the change it describes.
-type emitter struct {
-	publish bool
-	handler func(context.Context, jobtype.Event)
-	log     *slog.Logger
-}
-
-// on reports whether events go anywhere: published, or handled in-process.
-func (e emitter) on() bool { return e.publish || e.handler != nil }
-
-// encode returns ev's JSON for publishing, or nil when publishing is off.
-func (e emitter) encode(ctx context.Context, ev jobtype.Event) []byte {
-	if !e.publish {
-		return nil
-	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		e.log.ErrorContext(ctx, "queue: encode event", slog.String("type", string(ev.Type)), slog.String("jid", ev.JobID), slog.Any("error", err))
-		return nil
-	}
-	return b
-}
-
-// handle passes ev to the in-process handler, once the change it describes
-// has happened.
-func (e emitter) handle(ctx context.Context, ev jobtype.Event) {
-	if e.handler != nil {
-		e.handler(ctx, ev)
-	}
-}
-
-// send publishes an event that no script carries (started, checkpointed).
-func (e emitter) send(ctx context.Context, db *rdb.DB, ev jobtype.Event) {
-	e.handle(ctx, ev)
-	b := e.encode(ctx, ev)
-	if b == nil {
-		return
-	}
-	if err := db.C.Publish(ctx, db.Keys.Events(), b).Err(); err != nil {
-		e.log.WarnContext(ctx, "queue: publish event", slog.String("type", string(ev.Type)), slog.String("jid", ev.JobID), slog.Any("error", err))
-	}
-}
 
 // Subscription delivers lifecycle events published in a namespace. Events are
 // fire-and-forget (Redis pub/sub): a subscriber sees the events published

@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"log/slog"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -14,3 +15,5 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer"),
 	)
 }
+
+var quiet = slog.New(slog.DiscardHandler)

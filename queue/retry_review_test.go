@@ -98,7 +98,7 @@ func (p *replyDropper) serve() {
 
 func proxiedClient(t *testing.T, r testutil.Redis) (*redis.Client, *replyDropper) {
 	t.Helper()
-	o := freshOptions(r)
+	o := testutil.FreshOptions(r)
 	p := newReplyDropper(t, o.Addr)
 	o.Addr = p.ln.Addr().String()
 	c := redis.NewClient(o)

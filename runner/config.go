@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
@@ -37,6 +38,23 @@ const (
 	// FetchAheadHoldDefault is how long a fetched job may wait for a worker
 	// before the jobs waiting go back to their queue.
 	FetchAheadHoldDefault = 100 * time.Millisecond
+	// HeartbeatIntervalDefault is how often a runner says it is alive (and
+	// reaps dead processes, twice per interval). A process that died (its
+	// connections closed) is found dead about two intervals after its last
+	// beat.
+	HeartbeatIntervalDefault = consumer.HeartbeatIntervalDefault
+	// DeadAfterDefault is how long after its last heartbeat a process that
+	// still holds its Redis connections (hung, stopped, partitioned) is
+	// presumed dead and its in-flight jobs are handed to live ones.
+	DeadAfterDefault = consumer.DeadAfterDefault
+	// MaxRecoveriesDefault is how many times a job may be taken back from a
+	// worker that died running it before it is treated as a poison pill and
+	// sent to the dead set.
+	MaxRecoveriesDefault = consumer.MaxRecoveriesDefault
+	// IdleWakeDefault is the longest an idle runner waits for a work
+	// notification before it looks at its queues anyway (a safety net for
+	// notifications lost while the pub/sub connection was down).
+	IdleWakeDefault = consumer.IdleWakeDefault
 	// FinishTimeoutDefault bounds the Redis writes that end a run after a
 	// hard stop cancelled its context.
 	FinishTimeoutDefault = 5 * time.Second
@@ -111,14 +129,18 @@ type Config struct {
 	// OnEvent, if set, is called in-process for every lifecycle event the
 	// runner causes. It must be quick.
 	OnEvent func(context.Context, jobtype.Event)
-	// ProcessID, HeartbeatInterval, DeadAfter and MaxRecoveries configure
-	// crash recovery; see queue.ConsumerConfig for defaults.
-	ProcessID         string
+	// ProcessID names this process in Redis; it must be unique among live
+	// processes. Default host:pid:random.
+	ProcessID string
+	// HeartbeatInterval: see HeartbeatIntervalDefault. Zero means the
+	// default.
 	HeartbeatInterval time.Duration
-	DeadAfter         time.Duration
-	MaxRecoveries     int
-	// IdleWake is the longest an idle runner waits for a work notification
-	// before it looks at its queues anyway; see queue.IdleWakeDefault.
+	// DeadAfter: see DeadAfterDefault. Zero means the default (at least
+	// twice HeartbeatInterval).
+	DeadAfter time.Duration
+	// MaxRecoveries: see MaxRecoveriesDefault. Zero means the default.
+	MaxRecoveries int
+	// IdleWake: see IdleWakeDefault. Zero means the default.
 	IdleWake time.Duration
 	// PollInterval: see PollIntervalDefault.
 	PollInterval time.Duration

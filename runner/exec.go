@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
-	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
 )
 
@@ -164,7 +164,7 @@ func (r *Runner) execute(ctx context.Context, e *execution, h handler, ok bool) 
 func (r *Runner) finish(ctx context.Context, e *execution, out outcome, h handler) {
 	j := e.job
 	if out.kind == outAck {
-		d := queue.Done{Job: j}
+		d := consumer.Done{Job: j}
 		if r.eventsOn {
 			ev := jobtype.NewEvent(jobtype.EventSucceeded, j, r.now())
 			ev.Progress = out.progress
@@ -273,7 +273,7 @@ func (r *Runner) record(ctx context.Context, log *slog.Logger, do func(context.C
 		if err == nil {
 			return
 		}
-		if errors.Is(err, queue.ErrLeaseLost) {
+		if errors.Is(err, consumer.ErrLeaseLost) {
 			// The job's in-flight entry is gone: handed to a newer run, or
 			// lost by Redis with its data, which a heartbeat finds out (and
 			// then puts the entry back).

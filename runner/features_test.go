@@ -14,6 +14,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
@@ -536,8 +537,8 @@ func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
 		require.NoError(t, err)
 
 		// A process takes both jobs and dies; another reaps it.
-		cc := queue.ConsumerConfig{Namespace: r.Namespace, Logger: quiet, HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}
-		victim, err := queue.NewConsumer(r.Client, cc)
+		cc := consumer.Config{Namespace: r.Namespace, Logger: quiet, HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond}
+		victim, err := consumer.New(r.Client, cc)
 		require.NoError(t, err)
 		require.NoError(t, victim.Start(ctx))
 		t.Cleanup(func() { _ = victim.Stop(context.Background()) })
@@ -545,7 +546,7 @@ func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, jobs, 2)
 		require.NoError(t, victim.Release(ctx, jobs[:1]), "the first job goes back unharmed")
-		reaper, err := queue.NewConsumer(r.Client, cc)
+		reaper, err := consumer.New(r.Client, cc)
 		require.NoError(t, err)
 		require.NoError(t, reaper.Start(ctx))
 		testutil.Eventually(t, 5*time.Second, func() bool {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
@@ -34,13 +35,13 @@ type Runner struct {
 	log      *slog.Logger
 	sd       *shutdown.Controller
 	ownSD    bool // sd was created by New: the runner finishes its shutdown
-	cons     *queue.Consumer
+	cons     *consumer.Consumer
 	store    cursor.Store
 	eventsOn bool
 	now      func() time.Time
 
 	jobs  chan *execution // fetched, waiting for a worker
-	acks  chan queue.Done
+	acks  chan consumer.Done
 	freed chan struct{} // a worker finished a job (or the backlog was released)
 
 	mu           sync.Mutex
@@ -98,9 +99,9 @@ func New(cfg Config) (*Runner, error) {
 			return nil, fmt.Errorf("runner: %w", err)
 		}
 	}
-	cons, err := queue.NewConsumer(cfg.Redis, queue.ConsumerConfig{
+	cons, err := consumer.New(cfg.Redis, consumer.Config{
 		Namespace: cfg.Namespace, Logger: cfg.Logger, ProcessID: cfg.ProcessID,
-		Queues: cfg.Queues, StrictPriority: cfg.StrictPriority,
+		Queues: consumerQueues(cfg.Queues), StrictPriority: cfg.StrictPriority,
 		HeartbeatInterval: cfg.HeartbeatInterval, DeadAfter: cfg.DeadAfter, MaxRecoveries: cfg.MaxRecoveries,
 		IdleWake:    cfg.IdleWake,
 		DeadMaxJobs: cfg.DeadMaxJobs, DeadMaxAge: cfg.DeadMaxAge,
@@ -120,12 +121,20 @@ func New(cfg Config) (*Runner, error) {
 		eventsOn: cfg.PublishEvents || cfg.OnEvent != nil,
 		now:      time.Now,
 		jobs:     make(chan *execution, cfg.Concurrency+cfg.FetchAhead),
-		acks:     make(chan queue.Done, 4*cfg.Concurrency),
+		acks:     make(chan consumer.Done, 4*cfg.Concurrency),
 		freed:    make(chan struct{}, fetchLoops),
 		known:    make(map[string]*execution),
 		busyCh:   make(chan struct{}, 1),
 	}
 	return r, nil
+}
+
+func consumerQueues(qs []queue.QueueWeight) []consumer.Queue {
+	out := make([]consumer.Queue, len(qs))
+	for i, q := range qs {
+		out[i] = consumer.Queue(q)
+	}
+	return out
 }
 
 // Shutdown returns the controller the runner follows: call Quiet, Stop or
@@ -325,7 +334,7 @@ func (r *Runner) fetchLoop() {
 		// held the capacity, and gone to wait for capacity: let it look.
 		r.signalFreed()
 		switch {
-		case errors.Is(err, queue.ErrReaped):
+		case errors.Is(err, consumer.ErrReaped):
 			// Not registered: presumed dead while alive (a stall), or
 			// Redis lost its data. The heartbeat tells which, registers
 			// again, and abandons the runs handed to others or puts back
@@ -554,7 +563,7 @@ func (r *Runner) forget(es ...*execution) {
 // while the last batch was written goes in the next one.
 func (r *Runner) ackLoop() {
 	defer close(r.ackerDone)
-	batch := make([]queue.Done, 0, 256)
+	batch := make([]consumer.Done, 0, 256)
 	for d := range r.acks {
 		batch = append(batch[:0], d)
 	drain:
@@ -580,7 +589,7 @@ func (r *Runner) ackLoop() {
 				// heartbeat finds out, and puts them back.
 				r.beat(ctx)
 				if r.restores.Load() != gen {
-					again := make([]queue.Done, 0, len(stale))
+					again := make([]consumer.Done, 0, len(stale))
 					for _, d := range batch {
 						if slices.Contains(stale, d.Job.ID) {
 							again = append(again, d)
@@ -729,14 +738,14 @@ func (r *Runner) beat(ctx context.Context) bool {
 	}
 	r.beatFailLogged = time.Time{}
 	switch status {
-	case queue.BeatReaped:
+	case consumer.BeatReaped:
 		r.restoreDue = false // its jobs are others' now: nothing to put back
 		r.leaseLost(ctx)
-	case queue.BeatDataLost:
+	case consumer.BeatDataLost:
 		r.restoreDue = true
 	}
 	if r.restoreDue {
-		r.restore(ctx, status == queue.BeatDataLost)
+		r.restore(ctx, status == consumer.BeatDataLost)
 	}
 	return true
 }
@@ -747,9 +756,9 @@ func (r *Runner) beat(ctx context.Context) bool {
 // is tried again at every beat. r.beatMu is held.
 func (r *Runner) restore(ctx context.Context, first bool) {
 	r.mu.Lock()
-	held := make([]queue.HeldJob, 0, len(r.known))
+	held := make([]consumer.HeldJob, 0, len(r.known))
 	for _, e := range r.known {
-		held = append(held, queue.HeldJob{Job: e.job, Started: !e.started.IsZero()})
+		held = append(held, consumer.HeldJob{Job: e.job, Started: !e.started.IsZero()})
 	}
 	r.mu.Unlock()
 	if first {

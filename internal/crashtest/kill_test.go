@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
 )
 
 // Crash recovery settings of the kill tests: a killed process is presumed
@@ -290,11 +290,11 @@ func TestKill9ManyPlainJobsNoneLost(t *testing.T) {
 }
 
 // An iterable job that makes progress between crashes is not a poison pill:
-// killed once more than queue.MaxRecoveriesDefault times, each time after it
+// killed once more than consumer.MaxRecoveriesDefault times, each time after it
 // checkpointed more items, it still completes with the default settings.
 func TestKill9ProgressingIterableJobIsNoPoisonPill(t *testing.T) {
 	b := setup(t)
-	const n, kills = 20_000, queue.MaxRecoveriesDefault + 1
+	const n, kills = 20_000, consumer.MaxRecoveriesDefault + 1
 	opts := workerOpts{
 		concurrency: 1, checkpoint: 20 * time.Millisecond, heartbeat: 100 * time.Millisecond,
 		deadAfter: 500 * time.Millisecond, shutdownTimeout: stopTimeout,

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
-	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/internal/consumer"
 )
 
 // crashLoopCheckpoint is the checkpoint interval of the crash-loop tests:
@@ -85,7 +85,7 @@ func TestKill9CrashLoopDoesNotMakeAProgressingJobAPoisonPill(t *testing.T) {
 	st, c := b.state(jid)
 	t.Logf("%d kills, %d of them of the job's worker; %d runs; completed", kills, holderKills, st.Executions)
 	require.Equal(t, int64(n), c)
-	require.Greater(t, holderKills, queue.MaxRecoveriesDefault+1, "too few kills of the job's worker to matter; make the job longer")
+	require.Greater(t, holderKills, consumer.MaxRecoveriesDefault+1, "too few kills of the job's worker to matter; make the job longer")
 	counts := b.itemCounts(jid)
 	require.Len(t, counts, n, "items outside [0, n) recorded")
 	repeated := 0
@@ -145,7 +145,7 @@ func TestKill9JobThatAlwaysCrashesItsWorkerStillDies(t *testing.T) {
 	}
 	// Each progressing run halves the way left; then MaxRecoveries+1 runs
 	// that finish nothing.
-	most := 2*bits.Len(uint(crashAt)) + queue.MaxRecoveriesDefault + 2
+	most := 2*bits.Len(uint(crashAt)) + consumer.MaxRecoveriesDefault + 2
 	t.Logf("dead after %d crashes (%d runs); bound %d", crashes, st.Executions, most)
 	require.LessOrEqual(t, crashes, most)
 }

@@ -43,6 +43,31 @@ type NewJob struct {
 	KeepIDMs int64
 }
 
+// Dead set caps used when none is configured.
+const (
+	// DeadMaxJobsDefault caps the dead set; the oldest deaths go first.
+	DeadMaxJobsDefault = 10_000
+	// DeadMaxAgeDefault is how long a job stays in the dead set.
+	DeadMaxAgeDefault = 180 * 24 * time.Hour
+)
+
+// ProcessInfo is what a process says of itself in its heartbeats.
+type ProcessInfo struct {
+	ID        string         `json:"id"`
+	Hostname  string         `json:"hostname"`
+	PID       int            `json:"pid"`
+	Queues    []ProcQueue    `json:"queues"`
+	Strict    bool           `json:"strict,omitempty"`
+	StartedAt time.Time      `json:"started_at"`
+	Extra     map[string]any `json:"extra,omitempty"`
+}
+
+// ProcQueue is a queue a process serves, with its weight.
+type ProcQueue struct {
+	Name   string
+	Weight int
+}
+
 // Enqueue status codes.
 const (
 	StatusDuplicate = 0

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -19,10 +20,10 @@ var quiet = slog.New(slog.DiscardHandler)
 type bundle struct {
 	r      testutil.Redis
 	client *queue.Client
-	cons   *queue.Consumer
+	cons   *consumer.Consumer
 }
 
-func setup(t *testing.T, r testutil.Redis, cc queue.ConsumerConfig) bundle {
+func setup(t *testing.T, r testutil.Redis, cc consumer.Config) bundle {
 	t.Helper()
 	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet})
 	require.NoError(t, err)
@@ -30,7 +31,7 @@ func setup(t *testing.T, r testutil.Redis, cc queue.ConsumerConfig) bundle {
 	if cc.Logger == nil {
 		cc.Logger = quiet
 	}
-	cons, err := queue.NewConsumer(r.Client, cc)
+	cons, err := consumer.New(r.Client, cc)
 	require.NoError(t, err)
 	require.NoError(t, cons.Start(t.Context()))
 	t.Cleanup(func() { _ = cons.Stop(context.Background()) })
@@ -42,7 +43,7 @@ func (b bundle) key(parts string) string { return "{" + b.r.Namespace + "}:" + p
 func TestEnqueueFetchAck(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		res, err := b.client.Enqueue(ctx, "email", map[string]string{"to": "zoë@example.com"}, nil)
 		require.NoError(t, err)
@@ -69,7 +70,7 @@ func TestEnqueueFetchAck(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, more, "a job is fetched once")
 
-		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: j}})
+		stale, err := b.cons.Ack(ctx, []consumer.Done{{Job: j}})
 		require.NoError(t, err)
 		require.Empty(t, stale)
 		require.Empty(t, r.Client.HKeys(ctx, inflight).Val())
@@ -80,7 +81,7 @@ func TestEnqueueFetchAck(t *testing.T) {
 func TestFetchKeepsFIFOOrderAndBatches(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		var params []queue.Params
 		for i := range 25 {
@@ -110,19 +111,19 @@ func TestFetchKeepsFIFOOrderAndBatches(t *testing.T) {
 func TestRequeueGoesToHeadKeepsIdentityAndIsFenced(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		first, err := b.client.Enqueue(ctx, "long", 1, &queue.EnqueueOpts{Queue: "bulk", MaxAttempts: 7})
 		require.NoError(t, err)
 		_, err = b.client.Enqueue(ctx, "long", 2, &queue.EnqueueOpts{Queue: "bulk"})
 		require.NoError(t, err)
-		b2 := setup(t, r, queue.ConsumerConfig{Queues: []queue.QueueWeight{{Name: "bulk"}}})
+		b2 := setup(t, r, consumer.Config{Queues: []consumer.Queue{{Name: "bulk"}}})
 
 		jobs, err := b2.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		require.Equal(t, first.Job.ID, jobs[0].ID)
 		require.NoError(t, b2.cons.Requeue(ctx, jobs[0], nil))
-		require.ErrorIs(t, b2.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost, "finishing twice is refused")
+		require.ErrorIs(t, b2.cons.Requeue(ctx, jobs[0], nil), consumer.ErrLeaseLost, "finishing twice is refused")
 
 		again, err := b2.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
@@ -133,7 +134,7 @@ func TestRequeueGoesToHeadKeepsIdentityAndIsFenced(t *testing.T) {
 		require.Greater(t, again[0].Lease, jobs[0].Lease, "each run gets a new lease")
 
 		// The old run's ack is refused: it no longer owns the job.
-		stale, err := b2.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		stale, err := b2.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)
 		require.Equal(t, []string{first.Job.ID}, stale)
 		require.Equal(t, int64(1), r.Client.HLen(ctx, b.key("inflight:"+b2.cons.ProcessID())).Val(), "a stale ack leaves the new run in flight")
@@ -143,7 +144,7 @@ func TestRequeueGoesToHeadKeepsIdentityAndIsFenced(t *testing.T) {
 func TestRetrySetPromotesWithAttemptAndError(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		res, err := b.client.Enqueue(ctx, "flaky", nil, nil)
 		require.NoError(t, err)
@@ -172,7 +173,7 @@ func TestReapRecoversJobsOfDeadProcessToHead(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		cc := queue.ConsumerConfig{HeartbeatInterval: 50 * time.Millisecond, DeadAfter: 200 * time.Millisecond}
+		cc := consumer.Config{HeartbeatInterval: 50 * time.Millisecond, DeadAfter: 200 * time.Millisecond}
 		dead := setup(t, r, cc)
 		live := setup(t, r, cc)
 		a, err := dead.client.Enqueue(ctx, "k", "a", nil)
@@ -191,7 +192,7 @@ func TestReapRecoversJobsOfDeadProcessToHead(t *testing.T) {
 		testutil.Eventually(t, 5*time.Second, func() bool {
 			status, err := live.cons.Heartbeat(ctx, nil)
 			require.NoError(t, err)
-			require.Equal(t, queue.BeatAlive, status)
+			require.Equal(t, consumer.BeatAlive, status)
 			n, err = live.cons.Reap(ctx)
 			require.NoError(t, err)
 			return n == 1
@@ -205,15 +206,15 @@ func TestReapRecoversJobsOfDeadProcessToHead(t *testing.T) {
 
 		status, err := dead.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatReaped, status, "a reaped process learns it was reaped")
-		require.ErrorIs(t, dead.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost)
+		require.Equal(t, consumer.BeatReaped, status, "a reaped process learns it was reaped")
+		require.ErrorIs(t, dead.cons.Requeue(ctx, jobs[0], nil), consumer.ErrLeaseLost)
 	})
 }
 
 func TestReleasePutsUnstartedJobsBackInOrder(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		for i := range 5 {
 			_, err := b.client.Enqueue(ctx, "k", i, nil)
@@ -234,7 +235,7 @@ func TestReleasePutsUnstartedJobsBackInOrder(t *testing.T) {
 func TestUndecodablePayloadGoesToDeadSet(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		require.NoError(t, r.Client.RPush(ctx, b.key("q:default"), "not an envelope", "1|bad2|k|default|x|0|-|0|0|0|0|{}").Err())
 		_, err := b.client.Enqueue(ctx, "ok", nil, nil)
@@ -258,7 +259,7 @@ func TestUndecodablePayloadGoesToDeadSet(t *testing.T) {
 func TestWaitWakesOnEnqueue(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{IdleWake: time.Hour})
+		b := setup(t, r, consumer.Config{IdleWake: time.Hour})
 		ctx := t.Context()
 		jobs, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -21,7 +22,7 @@ import (
 func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		res, err := b.client.Enqueue(ctx, "k", 1, nil)
 		require.NoError(t, err)
@@ -29,11 +30,11 @@ func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, jobs, 1) // running
 
-		hc := otherClient(t, r)
-		hc.AddHook(&afterHook{
-			match: func(c redis.Cmder) bool { return c.Name() == "lrange" },
+		hc := testutil.OtherClient(t, r)
+		hc.AddHook(&testutil.AfterHook{
+			Match: func(c redis.Cmder) bool { return c.Name() == "lrange" },
 			// The run is interrupted while Cancel scans the queue.
-			fn: func() { require.NoError(t, b.cons.Requeue(context.Background(), jobs[0], nil)) },
+			Fn: func() { require.NoError(t, b.cons.Requeue(context.Background(), jobs[0], nil)) },
 		})
 		admin, err := queue.NewClient(hc, queue.Config{Namespace: r.Namespace, Logger: quiet})
 		require.NoError(t, err)
@@ -58,7 +59,7 @@ func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 func TestReviewCancelFindsAQueuedJobWhileTheQueueIsConsumed(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		params := make([]queue.Params, 1001)
 		for i := range params {
@@ -68,11 +69,11 @@ func TestReviewCancelFindsAQueuedJobWhileTheQueueIsConsumed(t *testing.T) {
 		require.NoError(t, err)
 		target := res[1000].Job.ID // the first job of the second page
 
-		hc := otherClient(t, r)
-		hc.AddHook(&afterHook{
-			match: func(c redis.Cmder) bool { return c.Name() == "lrange" },
+		hc := testutil.OtherClient(t, r)
+		hc.AddHook(&testutil.AfterHook{
+			Match: func(c redis.Cmder) bool { return c.Name() == "lrange" },
 			// A worker takes the head job while Cancel reads the first page.
-			fn: func() {
+			Fn: func() {
 				jobs, err := b.cons.Fetch(context.Background(), 1)
 				require.NoError(t, err)
 				require.Len(t, jobs, 1)

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"math"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/queue"
 )
@@ -17,7 +18,7 @@ import (
 func TestFarFutureScheduleIsRefusedNotRunNow(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		for _, at := range []time.Time{
 			time.Date(300_000_000, 1, 1, 0, 0, 0, 0, time.UTC),

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -19,7 +20,7 @@ import (
 func TestScheduledJobsWaitUntilDue(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		later, err := b.client.Enqueue(ctx, "k", "later", &queue.EnqueueOpts{In: time.Hour})
 		require.NoError(t, err)
@@ -62,7 +63,7 @@ func TestScheduledJobsWaitUntilDue(t *testing.T) {
 func TestUniqueJobs(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		opts := &queue.EnqueueOpts{UniqueKey: "backfill:acme|2026 ✓"}
 		first, err := b.client.Enqueue(ctx, "backfill", nil, opts)
@@ -86,7 +87,7 @@ func TestUniqueJobs(t *testing.T) {
 		require.Equal(t, "backfill:acme|2026 ✓", jobs[0].UniqueKey)
 
 		// Released at success.
-		_, err = b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		_, err = b.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)
 		again, err := b.client.Enqueue(ctx, "backfill", nil, opts)
 		require.NoError(t, err)
@@ -112,7 +113,7 @@ func TestUniqueJobs(t *testing.T) {
 func TestUniqueForExpires(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		opts := &queue.EnqueueOpts{UniqueKey: "k", UniqueFor: 100 * time.Millisecond}
 		first, err := b.client.Enqueue(ctx, "k", nil, opts)
@@ -135,7 +136,7 @@ func TestUniqueForExpires(t *testing.T) {
 func TestCancelWaitingAndRunningJobs(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		queued, err := b.client.Enqueue(ctx, "k", 1, nil)
 		require.NoError(t, err)
@@ -178,7 +179,7 @@ func TestCancelWaitingAndRunningJobs(t *testing.T) {
 func TestPauseAndResumeQueue(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{IdleWake: time.Hour, Queues: []queue.QueueWeight{{Name: "a"}, {Name: "b"}}})
+		b := setup(t, r, consumer.Config{IdleWake: time.Hour, Queues: []consumer.Queue{{Name: "a"}, {Name: "b"}}})
 		ctx := t.Context()
 		require.NoError(t, b.client.PauseQueue(ctx, "a"))
 		_, err := b.client.Enqueue(ctx, "k", nil, &queue.EnqueueOpts{Queue: "a"})
@@ -217,9 +218,9 @@ func TestWeightedAndStrictQueueOrder(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		qs := []queue.QueueWeight{{Name: "default", Weight: 1}, {Name: "urgent", Weight: 10}}
-		weighted := setup(t, r, queue.ConsumerConfig{Queues: qs})
-		strict := setup(t, r, queue.ConsumerConfig{Queues: qs, StrictPriority: true})
+		qs := []consumer.Queue{{Name: "default", Weight: 1}, {Name: "urgent", Weight: 10}}
+		weighted := setup(t, r, consumer.Config{Queues: qs})
+		strict := setup(t, r, consumer.Config{Queues: qs, StrictPriority: true})
 		var params []queue.Params
 		for range 600 {
 			params = append(params, queue.Params{Kind: "k", Opts: &queue.EnqueueOpts{Queue: "urgent"}}, queue.Params{Kind: "k"})
@@ -248,7 +249,7 @@ func TestWeightedAndStrictQueueOrder(t *testing.T) {
 func TestDeadSetKeepsErrorsAndIsCapped(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{DeadMaxJobs: 3})
+		b := setup(t, r, consumer.Config{DeadMaxJobs: 3})
 		ctx := t.Context()
 		var ids []string
 		for i := range 5 {
@@ -269,13 +270,13 @@ func TestDeadSetKeepsErrorsAndIsCapped(t *testing.T) {
 		require.Len(t, dead, 3, "the dead set is capped by count, oldest deaths dropped")
 		require.Equal(t, ids[4], dead[0].ID, "most recent death first")
 		require.Equal(t, "custom failure 4", dead[0].LastError.Message)
-		require.Equal(t, "*queue_test.customErr", dead[0].LastError.Class)
+		require.Equal(t, "*consumer_test.customErr", dead[0].LastError.Class)
 		require.LessOrEqual(t, len(dead[0].LastError.Trace), jobtype.MaxTraceBytes+10, "the trace is bounded")
 		require.True(t, strings.HasPrefix(dead[0].LastError.Trace, "frame\n"))
 		require.Equal(t, jobtype.StateDead, dead[0].State)
 
 		// Age cap.
-		aged := setup(t, r, queue.ConsumerConfig{DeadMaxAge: time.Millisecond})
+		aged := setup(t, r, consumer.Config{DeadMaxAge: time.Millisecond})
 		res, err := aged.client.Enqueue(ctx, "k", "x", nil)
 		require.NoError(t, err)
 		jobs, err = aged.cons.Fetch(ctx, 1)
@@ -296,7 +297,7 @@ func (e *customErr) Error() string { return "custom failure " + string(rune('0'+
 func TestAdminListsMovesAndDeletes(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		var got []jobtype.Event
 		events := make(chan jobtype.Event, 100)
@@ -414,7 +415,7 @@ func TestClientMiddlewareAnnotatesAndStops(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "r-42", res.Job.Meta["request_id"])
 
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		jobs, err := b.cons.Fetch(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, jobs, 1, "the stopped job was not added")
@@ -439,7 +440,7 @@ func TestRoundTripsPerJob(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		rt := &roundTrips{}
 		r.Client.AddHook(rt)
 		// Scripts are loaded once per process; count from a warm state.
@@ -447,7 +448,7 @@ func TestRoundTripsPerJob(t *testing.T) {
 		require.NoError(t, err)
 		warm, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
-		_, err = b.cons.Ack(ctx, []queue.Done{{Job: warm[0]}})
+		_, err = b.cons.Ack(ctx, []consumer.Done{{Job: warm[0]}})
 		require.NoError(t, err)
 
 		params := make([]queue.Params, 100)
@@ -466,9 +467,9 @@ func TestRoundTripsPerJob(t *testing.T) {
 		require.Equal(t, int64(1), rt.n.Load(), "100 jobs fetched crash-safely in one round trip")
 
 		rt.n.Store(0)
-		done := make([]queue.Done, len(jobs))
+		done := make([]consumer.Done, len(jobs))
 		for i, j := range jobs {
-			done[i] = queue.Done{Job: j}
+			done[i] = consumer.Done{Job: j}
 		}
 		stale, err := b.cons.Ack(ctx, done)
 		require.NoError(t, err)
@@ -496,7 +497,7 @@ func TestPoisonPillGoesToDeadSet(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		cc := queue.ConsumerConfig{HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond, MaxRecoveries: 2}
+		cc := consumer.Config{HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond, MaxRecoveries: 2}
 		live := setup(t, r, cc)
 		res, err := live.client.Enqueue(ctx, "crashy", nil, nil)
 		require.NoError(t, err)
@@ -533,7 +534,7 @@ func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		cc := queue.ConsumerConfig{HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond, MaxRecoveries: 2}
+		cc := consumer.Config{HeartbeatInterval: 20 * time.Millisecond, DeadAfter: 60 * time.Millisecond, MaxRecoveries: 2}
 		live := setup(t, r, cc)
 		ahead, err := live.client.Enqueue(ctx, "bystander", nil, nil)
 		require.NoError(t, err)
@@ -579,7 +580,7 @@ func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		for range 2 {
 			_, err := b.client.Enqueue(ctx, "k", nil, nil)
 			require.NoError(t, err)
@@ -601,7 +602,7 @@ func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 		require.NoError(t, err)
 		require.Greater(t, r.Client.TTL(ctx, key).Val(), 23*time.Hour, "a heartbeat refreshes the marks")
 
-		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		stale, err := b.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)
 		require.Empty(t, stale)
 		require.False(t, r.Client.HExists(ctx, key, jobs[0].ID).Val(), "the ack drops the mark")

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -88,7 +89,7 @@ func TestAdminEventsDescribeTheJob(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{Queues: []queue.QueueWeight{{Name: "reports", Weight: 1}}, PublishEvents: true})
+		b := setup(t, r, consumer.Config{Queues: []consumer.Queue{{Name: "reports", Weight: 1}}, PublishEvents: true})
 		client, log := eventClient(t, r, r.Client)
 		later := reportOpts
 		later.In = time.Hour
@@ -189,7 +190,7 @@ func TestAdminEventIsBuiltFromTheJobAsMoved(t *testing.T) {
 			t.Parallel()
 			testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 				ctx := t.Context()
-				b := setup(t, r, queue.ConsumerConfig{Queues: []queue.QueueWeight{{Name: "reports", Weight: 1}}})
+				b := setup(t, r, consumer.Config{Queues: []consumer.Queue{{Name: "reports", Weight: 1}}})
 				res, err := b.client.Enqueue(ctx, "report", 1, &reportOpts)
 				require.NoError(t, err)
 				retry := func(attempt int) {
@@ -200,12 +201,12 @@ func TestAdminEventIsBuiltFromTheJobAsMoved(t *testing.T) {
 				}
 				retry(1) // waits for attempt 2
 
-				hc := otherClient(t, r)
-				hc.AddHook(&afterHook{
-					match: func(c redis.Cmder) bool { return c.Name() == "hget" },
+				hc := testutil.OtherClient(t, r)
+				hc.AddHook(&testutil.AfterHook{
+					Match: func(c redis.Cmder) bool { return c.Name() == "hget" },
 					// Between the read and the move, the job runs its second
 					// attempt, fails again and waits for its third.
-					fn: func() {
+					Fn: func() {
 						require.NoError(t, b.client.RunNow(context.Background(), queue.SetRetry, res.Job.ID))
 						retry(2)
 					},

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"testing"
@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
-	"github.com/iterjob/iterjob/queue"
 )
 
 // A process that was presumed dead and reaped (a stall, a partition) goes on
@@ -20,7 +20,7 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		cc := queue.ConsumerConfig{HeartbeatInterval: time.Millisecond, DeadAfter: 2 * time.Millisecond}
+		cc := consumer.Config{HeartbeatInterval: time.Millisecond, DeadAfter: 2 * time.Millisecond}
 		b := setup(t, r, cc) // b.cons is process A
 		reaper := newConsumer(t, r, cc)
 		procs := b.key("procs")
@@ -37,7 +37,7 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 		res, err := b.client.Enqueue(ctx, "k", 1, nil)
 		require.NoError(t, err)
 		_, err = b.cons.Fetch(ctx, 10)
-		require.ErrorIs(t, err, queue.ErrReaped)
+		require.ErrorIs(t, err, consumer.ErrReaped)
 		require.Equal(t, int64(1), r.Client.LLen(ctx, b.key("q:default")).Val(), "job %s is still queued", res.Job.ID)
 		require.Zero(t, r.Client.HLen(ctx, b.key("inflight:"+b.cons.ProcessID())).Val())
 
@@ -45,7 +45,7 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 		// may fetch.
 		status, err := b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatReaped, status)
+		require.Equal(t, consumer.BeatReaped, status)
 		jobs, err := b.cons.Fetch(ctx, 10)
 		require.NoError(t, err)
 		require.Len(t, jobs, 1)

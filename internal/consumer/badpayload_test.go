@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"strconv"
@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -24,7 +25,7 @@ func hugeLengths(id string, enqueuedAt time.Time) string {
 func TestMalformedPayloadIsListedAndDeadLettered(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
 		enqueued := time.Now().Add(-time.Minute)
 		raw := hugeLengths("badjob", enqueued)

@@ -1,4 +1,4 @@
-package queue
+package consumer
 
 import (
 	"cmp"
@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,7 +20,21 @@ import (
 	"github.com/iterjob/iterjob/jobtype"
 )
 
-// Defaults for ConsumerConfig.
+// QueueDefault is the queue a consumer serves when Config names none.
+const QueueDefault = "default"
+
+// Errors of a consumer's calls.
+var (
+	// ErrLeaseLost is returned when a run finishes a job whose lease moved on
+	// to a newer run (the run was presumed dead and the job handed over).
+	ErrLeaseLost = errors.New("consumer: job lease lost to a newer run")
+	// ErrReaped is returned by Fetch when this process is not registered:
+	// presumed dead and reaped, or Redis lost its data. It must Heartbeat
+	// (which registers it again and says which) before fetching.
+	ErrReaped = errors.New("consumer: process is not registered")
+)
+
+// Defaults for Config.
 const (
 	// HeartbeatIntervalDefault is how often a process says it is alive (and
 	// reaps dead ones, twice per interval). A process that died (its
@@ -42,8 +55,8 @@ const (
 	IdleWakeDefault = 2 * time.Second
 )
 
-// QueueWeight is one queue a consumer takes jobs from.
-type QueueWeight struct {
+// Queue is one queue a consumer takes jobs from.
+type Queue struct {
 	Name string
 	// Weight is how often the queue is looked at first, relative to the
 	// others (weighted mode), or its rank (strict mode: higher first).
@@ -51,36 +64,8 @@ type QueueWeight struct {
 	Weight int
 }
 
-// ParseQueues parses "urgent:10,default:1,low" (a missing weight is 1).
-func ParseQueues(s string) ([]QueueWeight, error) {
-	var out []QueueWeight
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, w, hasW := strings.Cut(part, ":")
-		q := QueueWeight{Name: name, Weight: 1}
-		if hasW {
-			n, err := strconv.Atoi(w)
-			if err != nil || n < 1 {
-				return nil, fmt.Errorf("%w: weight %q of queue %q must be a positive integer", ErrInvalidName, w, name)
-			}
-			q.Weight = n
-		}
-		if err := checkName("queue", name); err != nil {
-			return nil, err
-		}
-		out = append(out, q)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no queues in %q", ErrInvalidName, s)
-	}
-	return out, nil
-}
-
-// ConsumerConfig configures a Consumer.
-type ConsumerConfig struct {
+// Config configures a Consumer.
+type Config struct {
 	// Namespace must match the clients'. Default NamespaceDefault.
 	Namespace string
 	// Logger receives logs. Default slog.Default().
@@ -89,7 +74,7 @@ type ConsumerConfig struct {
 	// processes. Default host:pid:random.
 	ProcessID string
 	// Queues to take jobs from. Default [{default 1}].
-	Queues []QueueWeight
+	Queues []Queue
 	// StrictPriority looks at queues in order of weight, highest first, on
 	// every fetch. Default off: weighted random order, so a queue of weight
 	// 10 is looked at first ten times as often as one of weight 1.
@@ -116,19 +101,19 @@ type ConsumerConfig struct {
 	Info map[string]any
 }
 
-func (c ConsumerConfig) withDefaults() ConsumerConfig {
+func (c Config) withDefaults() Config {
 	if c.Namespace == "" {
-		c.Namespace = NamespaceDefault
+		c.Namespace = rdb.NamespaceDefault
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	if c.ProcessID == "" {
 		host, _ := os.Hostname()
-		c.ProcessID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), NewID()[:6])
+		c.ProcessID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), rdb.NewID()[:6])
 	}
 	if len(c.Queues) == 0 {
-		c.Queues = []QueueWeight{{Name: QueueDefault, Weight: 1}}
+		c.Queues = []Queue{{Name: QueueDefault, Weight: 1}}
 	}
 	c.Queues = slices.Clone(c.Queues)
 	for i := range c.Queues {
@@ -149,39 +134,39 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 		c.IdleWake = IdleWakeDefault
 	}
 	if c.DeadMaxJobs == 0 {
-		c.DeadMaxJobs = DeadMaxJobsDefault
+		c.DeadMaxJobs = rdb.DeadMaxJobsDefault
 	}
 	if c.DeadMaxAge == 0 {
-		c.DeadMaxAge = DeadMaxAgeDefault
+		c.DeadMaxAge = rdb.DeadMaxAgeDefault
 	}
 	return c
 }
 
-func (c ConsumerConfig) validate() error {
-	if err := checkName("namespace", c.Namespace); err != nil {
+func (c Config) validate() error {
+	if err := rdb.CheckName("namespace", c.Namespace); err != nil {
 		return err
 	}
 	if strings.ContainsAny(c.ProcessID, "{}") {
-		return fmt.Errorf("%w: process id %q", ErrInvalidName, c.ProcessID)
+		return fmt.Errorf("%w: process id %q", rdb.ErrInvalidName, c.ProcessID)
 	}
 	seen := map[string]bool{}
 	for _, q := range c.Queues {
-		if err := checkName("queue", q.Name); err != nil {
+		if err := rdb.CheckName("queue", q.Name); err != nil {
 			return err
 		}
 		if q.Weight < 0 {
-			return fmt.Errorf("queue: weight of %s must be positive", q.Name)
+			return fmt.Errorf("consumer: weight of %s must be positive", q.Name)
 		}
 		if seen[q.Name] {
-			return fmt.Errorf("queue: queue %s listed twice", q.Name)
+			return fmt.Errorf("consumer: queue %s listed twice", q.Name)
 		}
 		seen[q.Name] = true
 	}
 	if c.HeartbeatInterval < 0 || c.DeadAfter < 2*c.HeartbeatInterval {
-		return fmt.Errorf("queue: DeadAfter (%s) must be at least twice HeartbeatInterval (%s)", c.DeadAfter, c.HeartbeatInterval)
+		return fmt.Errorf("consumer: DeadAfter (%s) must be at least twice HeartbeatInterval (%s)", c.DeadAfter, c.HeartbeatInterval)
 	}
 	if c.MaxRecoveries < 0 || c.IdleWake < 0 || c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 {
-		return errors.New("queue: MaxRecoveries, IdleWake, DeadMaxJobs and DeadMaxAge must not be negative")
+		return errors.New("consumer: MaxRecoveries, IdleWake, DeadMaxJobs and DeadMaxAge must not be negative")
 	}
 	return nil
 }
@@ -206,12 +191,12 @@ func (c ConsumerConfig) validate() error {
 // while alive can finish nothing.
 type Consumer struct {
 	db   *rdb.DB
-	cfg  ConsumerConfig
-	ev   emitter
+	cfg  Config
+	ev   rdb.Emitter
 	log  *slog.Logger
 	now  func() time.Time
 	mine map[string]bool
-	// parse decodes a payload; decodeSafely guards it (tests swap it for
+	// parse decodes a payload; rdb.DecodeJob guards it (tests swap it for
 	// one that panics).
 	parse func(string) (*jobtype.Job, error)
 
@@ -229,10 +214,10 @@ type Consumer struct {
 	epoch string // the namespace's epoch, learnt at the first beat
 }
 
-// NewConsumer returns a consumer on c, which it never closes.
-func NewConsumer(c redis.UniversalClient, cfg ConsumerConfig) (*Consumer, error) {
+// New returns a consumer on c, which it never closes.
+func New(c redis.UniversalClient, cfg Config) (*Consumer, error) {
 	if c == nil {
-		return nil, errors.New("queue: NewConsumer needs a Redis client")
+		return nil, errors.New("consumer: New needs a Redis client")
 	}
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -245,11 +230,11 @@ func NewConsumer(c redis.UniversalClient, cfg ConsumerConfig) (*Consumer, error)
 	return &Consumer{
 		db:      rdb.New(c, cfg.Namespace),
 		cfg:     cfg,
-		ev:      emitter{publish: cfg.PublishEvents, handler: cfg.OnEvent, log: cfg.Logger},
+		ev:      rdb.Emitter{Publish: cfg.PublishEvents, Handler: cfg.OnEvent, Log: cfg.Logger},
 		log:     cfg.Logger,
 		now:     time.Now,
 		mine:    mine,
-		parse:   parseEnvelope,
+		parse:   rdb.ParseJob,
 		wake:    make(chan struct{}, 1),
 		started: time.Now(),
 	}, nil
@@ -259,7 +244,7 @@ func NewConsumer(c redis.UniversalClient, cfg ConsumerConfig) (*Consumer, error)
 func (c *Consumer) ProcessID() string { return c.cfg.ProcessID }
 
 // Config returns the consumer's configuration with defaults applied.
-func (c *Consumer) Config() ConsumerConfig { return c.cfg }
+func (c *Consumer) Config() Config { return c.cfg }
 
 // Start subscribes to work notifications and to the process's liveness
 // channel, and registers the process. Jobs fetched after Start returns are
@@ -268,7 +253,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ps != nil {
-		return errors.New("queue: consumer already started")
+		return errors.New("consumer: consumer already started")
 	}
 	alive := c.db.Keys.Alive(c.cfg.ProcessID)
 	// Redis runs one SUBSCRIBE for both channels: once the first is
@@ -276,7 +261,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	ps := c.db.C.Subscribe(ctx, c.db.Keys.Notify(), alive)
 	if _, err := ps.Receive(ctx); err != nil {
 		_ = ps.Close()
-		return fmt.Errorf("queue: subscribe to notifications: %w", err)
+		return fmt.Errorf("consumer: subscribe to notifications: %w", err)
 	}
 	c.alive = alive
 	if _, err := c.heartbeat(ctx, nil, true); err != nil {
@@ -349,7 +334,7 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		pipe.Del(ctx, c.db.Keys.Proc(c.cfg.ProcessID), c.db.Keys.Started(c.cfg.ProcessID))
 		_, ierr = pipe.Exec(ctx)
 	} else if ierr == nil {
-		c.log.WarnContext(ctx, "queue: stopping with jobs in flight; they return to their queues when this process is reaped",
+		c.log.WarnContext(ctx, "consumer: stopping with jobs in flight; they return to their queues when this process is reaped",
 			slog.String("process", c.cfg.ProcessID), slog.Int64("in_flight", n))
 	}
 	return errors.Join(err, ierr)
@@ -361,7 +346,7 @@ func (c *Consumer) order() []string {
 	out := make([]string, 0, len(qs))
 	if c.cfg.StrictPriority || len(qs) == 1 {
 		sorted := slices.Clone(qs)
-		slices.SortStableFunc(sorted, func(a, b QueueWeight) int { return cmp.Compare(b.Weight, a.Weight) })
+		slices.SortStableFunc(sorted, func(a, b Queue) int { return cmp.Compare(b.Weight, a.Weight) })
 		for _, q := range sorted {
 			out = append(out, q.Name)
 		}
@@ -395,35 +380,35 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*jobtype.Job, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	got, err := c.db.Fetch(ctx, c.cfg.ProcessID, n, c.order(), c.now(), c.ev.publish)
+	got, err := c.db.Fetch(ctx, c.cfg.ProcessID, n, c.order(), c.now(), c.ev.Publish)
 	if errors.Is(err, rdb.ErrReaped) {
 		return nil, fmt.Errorf("%w: %s (heartbeat to register again)", ErrReaped, c.cfg.ProcessID)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("queue: fetch: %w", err)
+		return nil, fmt.Errorf("consumer: fetch: %w", err)
 	}
 	jobs := make([]*jobtype.Job, 0, len(got))
 	for _, f := range got {
-		j, err := decodeSafely(f.Envelope, c.parse)
+		j, err := rdb.DecodeJob(f.Envelope, c.parse)
 		if err != nil {
 			id := rdb.EnvelopeID(f.Envelope, f.Lease)
-			c.log.ErrorContext(ctx, "queue: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
+			c.log.ErrorContext(ctx, "consumer: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
 			bad := &jobtype.Job{ID: id, Lease: f.Lease, Attempt: 1}
 			// A nil envelope keeps the payload as stored, for inspection.
-			if kerr := c.kill(ctx, bad, nil, jobtype.NewJobError(err, decodeTrace(err), 1, c.now()), nil); kerr != nil {
-				c.log.ErrorContext(ctx, "queue: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
+			if kerr := c.kill(ctx, bad, nil, jobtype.NewJobError(err, rdb.DecodeTrace(err), 1, c.now()), nil); kerr != nil {
+				c.log.ErrorContext(ctx, "consumer: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
 			}
 			continue
 		}
 		j.Lease = f.Lease
 		j.State = jobtype.StateRunning
 		if j.Recovered > c.cfg.MaxRecoveries {
-			perr := fmt.Errorf("queue: poison pill: the worker running this job died %d times (max %d)", j.Recovered, c.cfg.MaxRecoveries)
-			c.log.ErrorContext(ctx, "queue: poison pill sent to the dead set", slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.Int("recovered", j.Recovered))
+			perr := fmt.Errorf("consumer: poison pill: the worker running this job died %d times (max %d)", j.Recovered, c.cfg.MaxRecoveries)
+			c.log.ErrorContext(ctx, "consumer: poison pill sent to the dead set", slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.Int("recovered", j.Recovered))
 			ev := jobtype.NewEvent(jobtype.EventDead, j, c.now())
 			ev.Error = perr.Error()
 			if kerr := c.Kill(ctx, j, jobtype.NewJobError(perr, nil, j.Attempt, c.now()), &ev); kerr != nil {
-				c.log.ErrorContext(ctx, "queue: kill poison pill", slog.String("jid", j.ID), slog.Any("error", kerr))
+				c.log.ErrorContext(ctx, "consumer: kill poison pill", slog.String("jid", j.ID), slog.Any("error", kerr))
 			}
 			continue
 		}
@@ -448,7 +433,7 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 	}
 	now := c.now()
 	owned := make([]rdb.Owned, len(done))
-	withEvents := c.ev.publish || c.ev.handler != nil
+	withEvents := c.ev.Publish || c.ev.Handler != nil
 	var evs []jobtype.Event
 	if withEvents {
 		evs = make([]jobtype.Event, len(done))
@@ -461,17 +446,17 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 				ev = *d.Event
 			}
 			evs[i] = ev
-			owned[i].Event = c.ev.encode(ctx, ev)
+			owned[i].Event = c.ev.Encode(ctx, ev)
 		}
 	}
 	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned)
 	if err != nil {
-		return nil, fmt.Errorf("queue: ack %d jobs: %w", len(done), err)
+		return nil, fmt.Errorf("consumer: ack %d jobs: %w", len(done), err)
 	}
-	if c.ev.handler != nil {
+	if c.ev.Handler != nil {
 		for i := range evs {
 			if !slices.Contains(stale, done[i].Job.ID) {
-				c.ev.handle(ctx, evs[i])
+				c.ev.Handle(ctx, evs[i])
 			}
 		}
 	}
@@ -489,7 +474,7 @@ func (c *Consumer) Release(ctx context.Context, jobs []*jobtype.Job) error {
 		owned[i] = rdb.Owned{ID: j.ID, Lease: j.Lease}
 	}
 	if _, err := c.db.Release(ctx, c.cfg.ProcessID, owned); err != nil {
-		return fmt.Errorf("queue: release %d jobs: %w", len(jobs), err)
+		return fmt.Errorf("consumer: release %d jobs: %w", len(jobs), err)
 	}
 	return nil
 }
@@ -499,17 +484,17 @@ func (c *Consumer) finish(ctx context.Context, j *jobtype.Job, f rdb.Finish, ev 
 	f.ProcID, f.ID, f.Lease = c.cfg.ProcessID, j.ID, j.Lease
 	f.DeadMax, f.DeadMaxAge = c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge
 	if ev != nil {
-		f.Event = c.ev.encode(ctx, *ev)
+		f.Event = c.ev.Encode(ctx, *ev)
 	}
 	ok, err := c.db.Finish(ctx, now, f)
 	if err != nil {
-		return fmt.Errorf("queue: %s %s: %w", f.Action, j.ID, err)
+		return fmt.Errorf("consumer: %s %s: %w", f.Action, j.ID, err)
 	}
 	if !ok {
 		return fmt.Errorf("%w: %s %s (lease %d)", ErrLeaseLost, f.Action, j.ID, j.Lease)
 	}
 	if ev != nil {
-		c.ev.handle(ctx, *ev)
+		c.ev.Handle(ctx, *ev)
 	}
 	return nil
 }
@@ -519,7 +504,7 @@ func (c *Consumer) finish(ctx context.Context, j *jobtype.Job, f rdb.Finish, ev 
 // server middleware made to j.Meta are kept too, as by every way a job goes
 // back (Schedule, Retry, Kill).
 func (c *Consumer) Requeue(ctx context.Context, j *jobtype.Job, ev *jobtype.Event) error {
-	env, err := encodeEnvelope(j)
+	env, err := rdb.EncodeJob(j)
 	if err != nil {
 		return err
 	}
@@ -529,7 +514,7 @@ func (c *Consumer) Requeue(ctx context.Context, j *jobtype.Job, ev *jobtype.Even
 // Schedule puts a running job in the scheduled set to run at at, without
 // counting an attempt (snooze, throttle).
 func (c *Consumer) Schedule(ctx context.Context, j *jobtype.Job, at time.Time, ev *jobtype.Event) error {
-	env, err := encodeEnvelope(j)
+	env, err := rdb.EncodeJob(j)
 	if err != nil {
 		return err
 	}
@@ -541,13 +526,13 @@ func (c *Consumer) Schedule(ctx context.Context, j *jobtype.Job, at time.Time, e
 func (c *Consumer) Retry(ctx context.Context, j *jobtype.Job, at time.Time, jerr *jobtype.JobError, ev *jobtype.Event) error {
 	next := *j
 	next.Attempt = j.Attempt + 1
-	env, err := encodeEnvelope(&next)
+	env, err := rdb.EncodeJob(&next)
 	if err != nil {
 		return err
 	}
 	b, err := json.Marshal(jerr)
 	if err != nil {
-		return fmt.Errorf("queue: encode job error: %w", err)
+		return fmt.Errorf("consumer: encode job error: %w", err)
 	}
 	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionRetry, Due: at.UnixMilli(), NewEnvelope: env, Error: b}, ev)
 }
@@ -555,7 +540,7 @@ func (c *Consumer) Retry(ctx context.Context, j *jobtype.Job, at time.Time, jerr
 // Kill records a failure and moves the job to the dead set, releasing its
 // uniqueness key. The dead set is trimmed to its caps.
 func (c *Consumer) Kill(ctx context.Context, j *jobtype.Job, jerr *jobtype.JobError, ev *jobtype.Event) error {
-	env, err := encodeEnvelope(j)
+	env, err := rdb.EncodeJob(j)
 	if err != nil {
 		return err
 	}
@@ -565,7 +550,7 @@ func (c *Consumer) Kill(ctx context.Context, j *jobtype.Job, jerr *jobtype.JobEr
 func (c *Consumer) kill(ctx context.Context, j *jobtype.Job, env []byte, jerr *jobtype.JobError, ev *jobtype.Event) error {
 	b, err := json.Marshal(jerr)
 	if err != nil {
-		return fmt.Errorf("queue: encode job error: %w", err)
+		return fmt.Errorf("consumer: encode job error: %w", err)
 	}
 	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionDead, NewEnvelope: env, Error: b}, ev)
 }
@@ -583,7 +568,7 @@ func (c *Consumer) CancelRequested(ctx context.Context, ids []string) ([]bool, e
 	}
 	scores, err := c.db.C.ZMScore(ctx, c.db.Keys.Cancels(), ids...).Result()
 	if err != nil {
-		return nil, fmt.Errorf("queue: read pending cancellations: %w", err)
+		return nil, fmt.Errorf("consumer: read pending cancellations: %w", err)
 	}
 	out := make([]bool, len(ids))
 	for i, sc := range scores {
@@ -594,18 +579,7 @@ func (c *Consumer) CancelRequested(ctx context.Context, ids []string) ([]bool, e
 
 // Publish sends an event that no queue change carries (started, resumed,
 // checkpointed) to the in-process handler and, if enabled, the channel.
-func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) { c.ev.send(ctx, c.db, ev) }
-
-// processInfo is what the admin API shows of a process.
-type processInfo struct {
-	ID        string         `json:"id"`
-	Hostname  string         `json:"hostname"`
-	PID       int            `json:"pid"`
-	Queues    []QueueWeight  `json:"queues"`
-	Strict    bool           `json:"strict,omitempty"`
-	StartedAt time.Time      `json:"started_at"`
-	Extra     map[string]any `json:"extra,omitempty"`
-}
+func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) { c.ev.Send(ctx, c.db, ev) }
 
 // BeatStatus is what a heartbeat found.
 type BeatStatus int
@@ -649,27 +623,31 @@ func (c *Consumer) Heartbeat(ctx context.Context, busy []jobtype.BusyJob) (BeatS
 
 func (c *Consumer) heartbeat(ctx context.Context, busy []jobtype.BusyJob, first bool) (BeatStatus, error) {
 	host, _ := os.Hostname()
-	info, err := json.Marshal(processInfo{
-		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: c.cfg.Queues,
+	qs := make([]rdb.ProcQueue, len(c.cfg.Queues))
+	for i, q := range c.cfg.Queues {
+		qs[i] = rdb.ProcQueue(q)
+	}
+	info, err := json.Marshal(rdb.ProcessInfo{
+		ID: c.cfg.ProcessID, Hostname: host, PID: os.Getpid(), Queues: qs,
 		Strict: c.cfg.StrictPriority, StartedAt: c.started, Extra: c.cfg.Info,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue: encode process info: %w", err)
+		return 0, fmt.Errorf("consumer: encode process info: %w", err)
 	}
 	if busy == nil {
 		busy = []jobtype.BusyJob{}
 	}
 	b, err := json.Marshal(busy)
 	if err != nil {
-		return 0, fmt.Errorf("queue: encode busy jobs: %w", err)
+		return 0, fmt.Errorf("consumer: encode busy jobs: %w", err)
 	}
 	reply, err := c.db.Heartbeat(ctx, rdb.Beat{
 		ProcID: c.cfg.ProcessID, Info: info, Busy: b, TTL: c.procTTL(), First: first,
 		Alive: c.alive, Interval: c.cfg.HeartbeatInterval,
-		Epoch: c.epoch, NewEpoch: NewID(),
+		Epoch: c.epoch, NewEpoch: rdb.NewID(),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("queue: heartbeat: %w", err)
+		return 0, fmt.Errorf("consumer: heartbeat: %w", err)
 	}
 	c.beaten = true
 	c.epoch = reply.Epoch
@@ -699,7 +677,7 @@ type HeldJob struct {
 func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
 	held := make([]rdb.Held, 0, len(jobs))
 	for _, h := range jobs {
-		env, err := encodeEnvelope(h.Job)
+		env, err := rdb.EncodeJob(h.Job)
 		if err != nil {
 			return 0, err
 		}
@@ -707,7 +685,7 @@ func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
 	}
 	n, err := c.db.Restore(ctx, c.cfg.ProcessID, c.procTTL(), held)
 	if err != nil {
-		return 0, fmt.Errorf("queue: restore %d in-flight jobs: %w", len(jobs), err)
+		return 0, fmt.Errorf("consumer: restore %d in-flight jobs: %w", len(jobs), err)
 	}
 	return n, nil
 }
@@ -724,16 +702,16 @@ func (c *Consumer) procTTL() time.Duration { return c.cfg.DeadAfter * 2 }
 func (c *Consumer) Reap(ctx context.Context) (int, error) {
 	res, err := c.db.Reap(ctx, c.cfg.DeadAfter, c.cfg.HeartbeatInterval*3/2, c.cfg.ProcessID)
 	if err != nil {
-		return 0, fmt.Errorf("queue: reap: %w", err)
+		return 0, fmt.Errorf("consumer: reap: %w", err)
 	}
 	c.mu.Lock()
 	c.recheck = res.Recheck
 	c.mu.Unlock()
 	for _, p := range res.Procs {
-		c.log.WarnContext(ctx, "queue: reaped a dead process", slog.String("process", p))
+		c.log.WarnContext(ctx, "consumer: reaped a dead process", slog.String("process", p))
 	}
 	if res.Jobs > 0 {
-		c.log.WarnContext(ctx, "queue: recovered jobs from dead processes", slog.Int("jobs", res.Jobs))
+		c.log.WarnContext(ctx, "consumer: recovered jobs from dead processes", slog.Int("jobs", res.Jobs))
 	}
 	return res.Jobs, nil
 }
@@ -753,7 +731,7 @@ func (c *Consumer) NextReap() time.Duration {
 func (c *Consumer) Promote(ctx context.Context, limit int) (int, time.Time, error) {
 	n, next, err := c.db.Promote(ctx, c.now(), limit)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("queue: promote due jobs: %w", err)
+		return 0, time.Time{}, fmt.Errorf("consumer: promote due jobs: %w", err)
 	}
 	var at time.Time
 	if next >= 0 {
@@ -769,7 +747,7 @@ func (c *Consumer) Promote(ctx context.Context, limit int) (int, time.Time, erro
 func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (int, error) {
 	ids, err := c.db.InFlight(ctx, c.cfg.ProcessID)
 	if err != nil {
-		return 0, fmt.Errorf("queue: read in-flight jobs: %w", err)
+		return 0, fmt.Errorf("consumer: read in-flight jobs: %w", err)
 	}
 	var orphans []string
 	for _, id := range ids {
@@ -782,7 +760,7 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 	}
 	n, err := c.db.ReturnOrphans(ctx, c.cfg.ProcessID, orphans)
 	if err != nil {
-		return 0, fmt.Errorf("queue: return orphaned jobs: %w", err)
+		return 0, fmt.Errorf("consumer: return orphaned jobs: %w", err)
 	}
 	return n, nil
 }
@@ -796,7 +774,7 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 // job, none on the common path.
 func (c *Consumer) MarkStarted(ctx context.Context, j *jobtype.Job) error {
 	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease, c.procTTL()); err != nil {
-		return fmt.Errorf("queue: mark %s started: %w", j.ID, err)
+		return fmt.Errorf("consumer: mark %s started: %w", j.ID, err)
 	}
 	return nil
 }
@@ -808,7 +786,7 @@ func (c *Consumer) MarkStarted(ctx context.Context, j *jobtype.Job) error {
 func (c *Consumer) Forgive(ctx context.Context, j *jobtype.Job) error {
 	ok, err := c.db.Forgive(ctx, c.cfg.ProcessID, j.ID, j.Lease)
 	if err != nil {
-		return fmt.Errorf("queue: forgive %s: %w", j.ID, err)
+		return fmt.Errorf("consumer: forgive %s: %w", j.ID, err)
 	}
 	if !ok {
 		return fmt.Errorf("%w: forgive %s (lease %d)", ErrLeaseLost, j.ID, j.Lease)

@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -25,7 +26,7 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		store, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace})
 		require.NoError(t, err)
 		res, err := b.client.Enqueue(ctx, "k", nil, nil)
@@ -70,9 +71,9 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 		require.ErrorIs(t, store.Save(ctx, jid, old[0].Lease, st), cursor.ErrStaleRun)
 		_, err = store.Begin(ctx, jid, old[0].Lease)
 		require.ErrorIs(t, err, cursor.ErrStaleRun)
-		require.ErrorIs(t, b.cons.Requeue(ctx, old[0], nil), queue.ErrLeaseLost)
-		require.ErrorIs(t, b.cons.Kill(ctx, old[0], jobtype.NewJobError(errors.New("stale"), nil, 1, time.Now()), nil), queue.ErrLeaseLost)
-		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: old[0]}})
+		require.ErrorIs(t, b.cons.Requeue(ctx, old[0], nil), consumer.ErrLeaseLost)
+		require.ErrorIs(t, b.cons.Kill(ctx, old[0], jobtype.NewJobError(errors.New("stale"), nil, 1, time.Now()), nil), consumer.ErrLeaseLost)
+		stale, err := b.cons.Ack(ctx, []consumer.Done{{Job: old[0]}})
 		require.NoError(t, err)
 		require.Equal(t, []string{jid}, stale)
 
@@ -80,7 +81,7 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 		got, err := store.Load(ctx, jid)
 		require.NoError(t, err)
 		require.Nil(t, got.Cursor, "the stale checkpoint changed nothing")
-		stale, err = b.cons.Ack(ctx, []queue.Done{{Job: again[0]}})
+		stale, err = b.cons.Ack(ctx, []consumer.Done{{Job: again[0]}})
 		require.NoError(t, err)
 		require.Empty(t, stale)
 	})
@@ -93,7 +94,7 @@ func TestLeasesFollowTheClockOrACounterAheadOfIt(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
 		_, err := b.client.Enqueue(ctx, "k", nil, nil)
 		require.NoError(t, err)
 		before := time.Now()

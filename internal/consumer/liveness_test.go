@@ -1,4 +1,4 @@
-package queue_test
+package consumer_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/queue"
@@ -22,7 +23,7 @@ func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
 		const hb = 100 * time.Millisecond
-		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		cc := consumer.Config{HeartbeatInterval: hb, DeadAfter: time.Hour}
 		reaper := setup(t, r, cc)
 		victim := newConsumer(t, r, cc)
 		hung := newConsumer(t, r, cc)
@@ -88,7 +89,7 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 		ctx := t.Context()
 		// Long enough that a loaded machine does not make the beats late.
 		const hb = time.Second
-		cc := queue.ConsumerConfig{HeartbeatInterval: hb, DeadAfter: time.Hour}
+		cc := consumer.Config{HeartbeatInterval: hb, DeadAfter: time.Hour}
 		reaper := setup(t, r, cc)
 		db := rdb.New(r.Client, r.Namespace)
 		// A process that declares a liveness channel nobody subscribes to.
@@ -141,8 +142,8 @@ func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
-		b := setup(t, r, queue.ConsumerConfig{})
-		other := newConsumer(t, r, queue.ConsumerConfig{})
+		b := setup(t, r, consumer.Config{})
+		other := newConsumer(t, r, consumer.Config{})
 		_, err := b.client.EnqueueMany(ctx, []queue.Params{{Kind: "k"}, {Kind: "k"}})
 		require.NoError(t, err)
 		jobs, err := b.cons.Fetch(ctx, 2)
@@ -150,30 +151,30 @@ func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
 		require.Len(t, jobs, 2)
 		status, err := b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatAlive, status)
+		require.Equal(t, consumer.BeatAlive, status)
 
 		// Redis loses everything in the namespace.
 		testutil.DeleteNamespace(ctx, r.Client, r.Namespace)
 		_, err = b.cons.Fetch(ctx, 1)
-		require.ErrorIs(t, err, queue.ErrReaped, "an unregistered process may not fetch")
-		require.ErrorIs(t, b.cons.Requeue(ctx, jobs[0], nil), queue.ErrLeaseLost, "the entry is gone")
+		require.ErrorIs(t, err, consumer.ErrReaped, "an unregistered process may not fetch")
+		require.ErrorIs(t, b.cons.Requeue(ctx, jobs[0], nil), consumer.ErrLeaseLost, "the entry is gone")
 		status, err = b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatDataLost, status)
+		require.Equal(t, consumer.BeatDataLost, status)
 		status, err = other.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatDataLost, status, "every process learns it, whoever beats first")
+		require.Equal(t, consumer.BeatDataLost, status, "every process learns it, whoever beats first")
 		status, err = b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatAlive, status, "registered again")
+		require.Equal(t, consumer.BeatAlive, status, "registered again")
 
-		n, err := b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0], Started: true}, {Job: jobs[1]}})
+		n, err := b.cons.Restore(ctx, []consumer.HeldJob{{Job: jobs[0], Started: true}, {Job: jobs[1]}})
 		require.NoError(t, err)
 		require.Equal(t, 2, n)
-		n, err = b.cons.Restore(ctx, []queue.HeldJob{{Job: jobs[0]}})
+		n, err = b.cons.Restore(ctx, []consumer.HeldJob{{Job: jobs[0]}})
 		require.NoError(t, err)
 		require.Zero(t, n, "an entry present is left alone")
-		stale, err := b.cons.Ack(ctx, []queue.Done{{Job: jobs[0]}})
+		stale, err := b.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)
 		require.Empty(t, stale, "the run finishes its job")
 		require.NoError(t, b.cons.Requeue(ctx, jobs[1], nil))
@@ -187,6 +188,6 @@ func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
 		require.NoError(t, r.Client.ZRem(ctx, b.key("procs"), b.cons.ProcessID()).Err())
 		status, err = b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
-		require.Equal(t, queue.BeatReaped, status)
+		require.Equal(t, consumer.BeatReaped, status)
 	})
 }

@@ -1,0 +1,53 @@
+package testutil
+
+import (
+	"context"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// AfterHook is a go-redis hook that runs Fn once, right after the first
+// command that Match accepts has been executed, before its reply reaches the
+// caller: it puts another actor's change between two round trips of one
+// call.
+type AfterHook struct {
+	Match func(redis.Cmder) bool
+	Fn    func()
+	fired bool
+}
+
+// DialHook implements redis.Hook.
+func (h *AfterHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook.
+func (h *AfterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook.
+func (h *AfterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if !h.fired && h.Match(cmd) {
+			h.fired = true
+			h.Fn()
+		}
+		return err
+	}
+}
+
+// OtherClient returns a new client on the same server as r.Client, closed at
+// cleanup, so hooks added to it do not affect r.Client.
+func OtherClient(t testing.TB, r Redis) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(FreshOptions(r))
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// FreshOptions returns options for a new client on r's server.
+func FreshOptions(r Redis) *redis.Options {
+	o := r.Client.(*redis.Client).Options()
+	return &redis.Options{Addr: o.Addr, DB: o.DB, Username: o.Username, Password: o.Password}
+}
