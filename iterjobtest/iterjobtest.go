@@ -1,139 +1,278 @@
-// Package iterjobtest helps test iterable jobs without Redis or a runner.
+// Package iterjobtest runs jobs in a test, without Redis or a runner, through
+// the same executor the runner uses: the same hooks, checkpoints, stop
+// checks, outcome rules, middleware and Info. What a job sees here is what it
+// sees in production.
 //
-// Iterate drives a job the way the runner does: it decodes the cursor saved
-// by the previous run (through the same strict JSON encoding the store
-// uses), calls OnStart on the first run and OnResume on later ones, builds
-// the enumerator from the cursor, calls EachIteration per item and advances
-// the cursor only after an item succeeds, and ends with OnComplete and
-// OnStop. Stopping after a number of items simulates an interruption (a
-// deploy), so a test can check that a resumed job neither skips nor repeats
-// an item:
+// Iterate runs one run of an iterable job, from where the previous run left
+// it (nil: a first run); stopping after a number of items simulates an
+// interruption (a deploy), so a test can check that a resumed job neither
+// skips nor repeats an item:
 //
 //	first, _ := iterjobtest.Iterate(ctx, job, args, nil, 3)    // 3 items, then interrupted
 //	rest, err := iterjobtest.Iterate(ctx, job, args, first, 0) // resume to the end
+//
+// IterateWith takes Options to simulate a crash between checkpoints,
+// checkpoint every few items, add server middleware, cap attempts or set the
+// clock; a failed run is followed by a retry (the next call) with its
+// attempt raised, as the runner's retry set does. Perform runs a plain job
+// the same way.
+//
+// Timers (the checkpoint interval, MaxRuntime) use the standard library's
+// clock, so a test that wants to control them runs inside a
+// testing/synctest bubble.
 package iterjobtest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"log/slog"
+	"runtime"
+	"sync/atomic"
+	"time"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/exec"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
+	"github.com/iterjob/iterjob/shutdown"
 )
 
-// Run is the outcome of one simulated run.
+// Crashed is the Stop of a run that crashed (see Options.CrashAfter): the
+// process died, so no hook ran after the crash and nothing was saved.
+const Crashed iterable.StopReason = "crashed"
+
+// Run is the outcome of one run, and what the next run resumes from.
 type Run struct {
-	// Cursor is the saved cursor as JSON (nil if no item ever finished).
+	// Cursor is the saved cursor as JSON (nil if no item ever finished). A
+	// Run built by hand with only Cursor set starts a job at that cursor.
 	Cursor json.RawMessage
-	// Items is the number of items this run finished; Total counts all runs.
+	// Items is the number of items this run finished; Total counts the
+	// items saved over all runs (a crash loses the items since the last
+	// checkpoint).
 	Items, Total int64
 	// Runs counts the runs so far, this one included.
 	Runs int
-	// Stop is why the run ended.
+	// Stop is why the run ended, as OnStop saw it (Crashed for a crash).
 	Stop iterable.StopReason
-	// Err is the failure that ended the run, if it failed.
+	// Action is what the runner would do with the job next: "ack",
+	// "requeue", "schedule", "retry", "dead", "cancel" or "lost"; "" after
+	// a crash (the job is recovered and runs again).
+	Action string
+	// RunAt is when the job runs again (schedule, retry).
+	RunAt time.Time
+	// Err is the error the run ended with (also returned).
 	Err error
+	// Info is the run's Info as the job saw it.
+	Info iterable.Info
+	// Attempt is the attempt the next run will be.
+	Attempt int
 
-	started bool
+	job   *jobtype.Job
+	store *cursor.MemoryStore
 }
 
-// Iterate runs job from where prev stopped (nil: a first run) and stops
+// Options shape a run.
+type Options struct {
+	// InterruptAfter stops the run after this many items, as quiet or a
+	// shutdown would (0: never).
+	InterruptAfter int64
+	// CrashAfter kills the run right after this many items, as kill -9
+	// would: nothing is saved and no hook runs; the next run resumes from
+	// the last checkpoint (0: never).
+	CrashAfter int64
+	// CheckpointEvery saves the state after every this many items, besides
+	// the checkpoint interval (0: only the interval and the end of the run).
+	CheckpointEvery int64
+	// CheckpointInterval is the runner's CheckpointInterval. Default 5 s.
+	CheckpointInterval time.Duration
+	// Middleware is the runner's server middleware.
+	Middleware []runner.Middleware
+	// MaxAttempts caps attempts as the runner's Config.MaxAttempts does.
+	// Default runner.MaxAttemptsDefault.
+	MaxAttempts int
+	// Now is the clock events and the state's times use. Default time.Now.
+	Now func() time.Time
+	// Logger receives the executor's logs. Default: discarded.
+	Logger *slog.Logger
+
+	sd *shutdown.Controller // the run's
+}
+
+// Iterate runs job from where prev left it (nil: a first run) and stops
 // after maxItems items as an interruption would (0: no limit). It returns the
-// run's outcome, and its error when the run failed (also in Run.Err). A
-// panic in the job is returned as an error, as the runner would record it.
+// run's outcome and the error it ended with (also in Run.Err). A panic in
+// the job is returned as a *runner.PanicError, as the runner would record it.
 func Iterate[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A, prev *Run, maxItems int64) (*Run, error) {
-	run := &Run{Runs: 1}
-	if prev != nil {
-		*run = Run{Cursor: prev.Cursor, Total: prev.Total, Runs: prev.Runs + 1, started: prev.started}
-	}
-	ctx = iterable.WithInfo(ctx, iterable.Info{JobID: "iterjobtest", Kind: "iterjobtest", Queue: "default",
-		Attempt: 1, Run: int64(run.Runs), Executions: run.Runs, ItemsProcessed: run.Total})
-	start, err := cursor.Decode[C](run.Cursor)
-	if err != nil {
-		return fail(run, err)
-	}
-	if !run.started {
-		if s, ok := job.(iterable.Starter[A]); ok {
-			if err := protect(func() error { return s.OnStart(ctx, args) }); err != nil {
-				return fail(run, fmt.Errorf("OnStart: %w", err))
-			}
-		}
-		run.started = true
-	} else if r, ok := job.(iterable.Resumer[A]); ok {
-		if err := protect(func() error { return r.OnResume(ctx, args) }); err != nil {
-			return stop(ctx, job, args, run, iterable.Failed, fmt.Errorf("OnResume: %w", err))
-		}
-	}
-	var itemErr, saveErr error
-	interrupted := false
-	enumErr := protect(func() error {
-		e, err := job.BuildEnumerator(ctx, args, start)
-		if err != nil {
-			return fmt.Errorf("BuildEnumerator: %w", err)
-		}
-		if e == nil {
-			return errors.New("BuildEnumerator returned a nil enumerator")
-		}
-		return e.Enumerate(ctx, func(item T, c C) bool {
-			if err := job.EachIteration(ctx, args, item); err != nil {
-				itemErr = err
-				return false
-			}
-			raw, err := cursor.Encode(c)
-			if err != nil {
-				saveErr = err
-				return false
-			}
-			run.Cursor = raw
-			run.Items++
-			run.Total++
-			if maxItems > 0 && run.Items >= maxItems {
-				interrupted = true
-				return false
-			}
-			return true
+	return IterateWith(ctx, job, args, prev, Options{InterruptAfter: maxItems})
+}
+
+// IterateWith is Iterate with Options.
+func IterateWith[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A, prev *Run, o Options) (*Run, error) {
+	var items atomic.Int64
+	wrap := func(e *exec.Execution, enum enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C] {
+		return enumerators.EnumeratorFunc[T, C](func(ctx context.Context, yield func(T, C) bool) error {
+			return enum.Enumerate(ctx, func(item T, c C) bool {
+				// The executor checks for a stop or a checkpoint after each
+				// item: raise them before the item they follow.
+				n := items.Load() + 1
+				if o.InterruptAfter > 0 && n == o.InterruptAfter {
+					o.shutdown().Quiet()
+				}
+				if o.CheckpointEvery > 0 && n%o.CheckpointEvery == 0 {
+					e.Checkpoint()
+				}
+				if !yield(item, c) {
+					return false
+				}
+				items.Add(1)
+				if o.CrashAfter > 0 && n >= o.CrashAfter {
+					runtime.Goexit() // the process dies: nothing more runs
+				}
+				return true
+			})
 		})
+	}
+	h := exec.NewIterableWrapped(job, exec.KindOpts{}, wrap)
+	return run(ctx, h, args, prev, &o, &items)
+}
+
+// Perform runs a plain job once, through the same executor and middleware
+// as the runner; prev is the previous run (nil: a first run), so a retry
+// after a failure runs with its attempt raised.
+func Perform[A any](ctx context.Context, job iterable.Performer[A], args A, prev *Run, o Options) (*Run, error) {
+	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), args, prev, &o, nil)
+}
+
+// shutdown returns the run's shutdown controller.
+func (o *Options) shutdown() *shutdown.Controller { return o.sd }
+
+func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Options, items *atomic.Int64) (*Run, error) {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	r := &Run{Runs: 1, store: cursor.NewMemoryStore()}
+	r.job = &jobtype.Job{ID: rdb.NewID(), Kind: "iterjobtest", Queue: "default", Attempt: 1, EnqueuedAt: now()}
+	if prev != nil {
+		r.Runs = prev.Runs + 1
+		if prev.store != nil {
+			r.store, r.job = prev.store, prev.job
+		} else if prev.Cursor != nil {
+			// A hand-made Run: the job starts at its cursor.
+			if _, err := r.store.Begin(ctx, r.job.ID, 1); err != nil {
+				return nil, err
+			}
+			if err := r.store.Save(ctx, r.job.ID, 1, cursor.State{Cursor: prev.Cursor, ProgressDone: -1, ProgressTotal: -1}); err != nil {
+				return nil, err
+			}
+			r.job.Lease = 1
+		}
+	}
+	j := *r.job
+	j.Args = raw
+	j.Lease++
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = runner.MaxAttemptsDefault
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = runner.CheckpointIntervalDefault
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sd, err := shutdown.New(shutdown.Config{})
+	if err != nil {
+		return nil, err
+	}
+	o.sd = sd
+	c := &completer{}
+	x := exec.New(exec.Config{
+		Store: r.store, Queue: nopQueue{}, Completer: c, Shutdown: sd, Logger: log,
+		Middleware: o.Middleware, CheckpointInterval: o.CheckpointInterval, MaxAttempts: o.MaxAttempts,
+		Backoff: runner.DefaultBackoff, FinishTimeout: 5 * time.Second, Now: now,
 	})
-	switch {
-	case itemErr != nil:
-		return stop(ctx, job, args, run, iterable.Failed, itemErr)
-	case saveErr != nil:
-		return stop(ctx, job, args, run, iterable.Failed, saveErr)
-	case errors.Is(enumErr, iterable.ErrCancel):
-		return stop(ctx, job, args, run, iterable.Cancelled, nil)
-	case enumErr != nil:
-		return stop(ctx, job, args, run, iterable.Failed, enumErr)
-	case interrupted:
-		return stop(ctx, job, args, run, iterable.Interrupted, nil)
-	}
-	if c, ok := job.(iterable.Completer[A]); ok {
-		if err := protect(func() error { return c.OnComplete(ctx, args) }); err != nil {
-			return stop(ctx, job, args, run, iterable.Failed, fmt.Errorf("OnComplete: %w", err))
-		}
-	}
-	return stop(ctx, job, args, run, iterable.Completed, nil)
-}
-
-func stop[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A, run *Run, reason iterable.StopReason, err error) (*Run, error) {
-	run.Stop, run.Err = reason, err
-	if s, ok := job.(iterable.Stopper[A]); ok {
-		_ = protect(func() error { return s.OnStop(ctx, args, reason) })
-	}
-	return run, err
-}
-
-func fail(run *Run, err error) (*Run, error) {
-	run.Stop, run.Err = iterable.Failed, err
-	return run, err
-}
-
-func protect(fn func() error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("iterjobtest: job panicked: %v", p)
-		}
+	e := exec.NewExecution(&j)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	e.Begin(now(), cancel, h.Iterable())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		x.Execute(ctx, e, h)
 	}()
-	return fn()
+	<-done
+
+	r.Info = e.Info()
+	if items != nil {
+		r.Items = items.Load()
+	}
+	if st, err := r.store.Load(ctx, j.ID); err == nil {
+		r.Cursor, r.Total = st.Cursor, st.ItemsProcessed
+	} else if !errors.Is(err, cursor.ErrNotFound) {
+		return nil, err
+	}
+	next := j
+	next.Args = nil
+	switch out, ok := c.get(); {
+	case !ok: // crashed: a reaper takes the job back
+		r.Stop = Crashed
+		next.Recovered++
+	default:
+		r.Action, r.RunAt, r.Err = out.Action.String(), out.At, out.Cause
+		r.Stop = stopOf(out.Action)
+		if out.Action == exec.Retry {
+			next.Attempt++
+		}
+	}
+	r.job = &next
+	r.Attempt = next.Attempt
+	if r.Action == "ack" || r.Action == "requeue" || r.Action == "schedule" || r.Action == "cancel" || r.Action == "lost" || r.Stop == Crashed {
+		return r, nil
+	}
+	return r, r.Err
 }
+
+func stopOf(a exec.Action) iterable.StopReason {
+	switch a {
+	case exec.Ack:
+		return iterable.Completed
+	case exec.Retry, exec.Dead:
+		return iterable.Failed
+	case exec.Cancel:
+		return iterable.Cancelled
+	}
+	return iterable.Interrupted
+}
+
+// completer keeps the outcome of the one run.
+type completer struct {
+	out atomic.Pointer[exec.Outcome]
+}
+
+func (c *completer) Complete(_ context.Context, _ *exec.Execution, o exec.Outcome) { c.out.Store(&o) }
+
+func (c *completer) get() (exec.Outcome, bool) {
+	o := c.out.Load()
+	if o == nil {
+		return exec.Outcome{}, false
+	}
+	return *o, true
+}
+
+// nopQueue answers for a queue with no pending cancellation.
+type nopQueue struct{}
+
+func (nopQueue) CancelRequested(_ context.Context, ids []string) ([]bool, error) {
+	return make([]bool, len(ids)), nil
+}
+func (nopQueue) Forgive(context.Context, *jobtype.Job) error { return nil }
+func (nopQueue) Publish(context.Context, jobtype.Event)      {}

@@ -11,6 +11,8 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/iterjobtest"
+	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 type flaky struct {
@@ -74,4 +76,90 @@ func TestBadCursorIsReported(t *testing.T) {
 	require.ErrorIs(t, err, cursor.ErrInvalid)
 	_, err = iterjobtest.Iterate(t.Context(), &flaky{failAt: -1}, 6, &iterjobtest.Run{Cursor: []byte(`9`)}, 0)
 	require.ErrorIs(t, err, enumerators.ErrInvalidCursor)
+}
+
+// A crash between checkpoints loses the items since the last one: the next
+// run resumes there and does them again, and no hook ran after the crash.
+func TestCrashResumesFromTheLastCheckpoint(t *testing.T) {
+	t.Parallel()
+	job := &flaky{failAt: -1}
+	first, err := iterjobtest.IterateWith(t.Context(), job, 10, nil, iterjobtest.Options{CheckpointEvery: 4, CrashAfter: 6})
+	require.NoError(t, err)
+	require.Equal(t, iterjobtest.Crashed, first.Stop)
+	require.Equal(t, int64(6), first.Items)
+	require.JSONEq(t, "4", string(first.Cursor), "the last checkpoint")
+	require.Equal(t, []string{"start"}, job.hooks, "no OnStop after a crash")
+
+	rest, err := iterjobtest.Iterate(t.Context(), job, 10, first, 0)
+	require.NoError(t, err)
+	require.Equal(t, iterable.Completed, rest.Stop)
+	require.Equal(t, []int64{0, 1, 2, 3, 4, 5, 4, 5, 6, 7, 8, 9}, job.done, "items 4 and 5 ran again")
+	require.Equal(t, int64(10), rest.Total)
+	require.Equal(t, 2, rest.Info.Executions)
+}
+
+// An interruption re-enqueues the job; the next run resumes after the last
+// item and counts the interruption.
+func TestInterruptAfter(t *testing.T) {
+	t.Parallel()
+	job := &flaky{failAt: -1}
+	first, err := iterjobtest.Iterate(t.Context(), job, 5, nil, 2)
+	require.NoError(t, err)
+	require.Equal(t, "requeue", first.Action)
+	require.Equal(t, iterable.Interrupted, first.Stop)
+	rest, err := iterjobtest.Iterate(t.Context(), job, 5, first, 0)
+	require.NoError(t, err)
+	require.Equal(t, 1, rest.Info.TimesInterrupted)
+	require.Equal(t, int64(2), rest.Info.ItemsProcessed)
+	require.Equal(t, []int64{0, 1, 2, 3, 4}, job.done)
+}
+
+// A job that keeps failing dies after MaxAttempts, with its attempts counted
+// as the runner counts them.
+func TestRetriesUntilDead(t *testing.T) {
+	t.Parallel()
+	var prev *iterjobtest.Run
+	var actions []string
+	var attempts []int
+	for range 3 {
+		job := &flaky{failAt: 0}
+		run, err := iterjobtest.IterateWith(t.Context(), job, 3, prev, iterjobtest.Options{MaxAttempts: 3})
+		require.ErrorContains(t, err, "boom")
+		actions, attempts = append(actions, run.Action), append(attempts, run.Info.Attempt)
+		prev = run
+	}
+	require.Equal(t, []string{"retry", "retry", "dead"}, actions)
+	require.Equal(t, []int{1, 2, 3}, attempts)
+}
+
+type sendEmail struct{ sent []string }
+
+func (s *sendEmail) Perform(ctx context.Context, to string) error {
+	if to == "" {
+		return iterable.SkipRetry(errors.New("no address"))
+	}
+	s.sent = append(s.sent, to)
+	return nil
+}
+
+// A plain job runs through the runner's middleware.
+func TestPerformRunsThroughMiddleware(t *testing.T) {
+	t.Parallel()
+	job := &sendEmail{}
+	var seen []string
+	mw := func(ctx context.Context, j *jobtype.Job, next func(context.Context) error) error {
+		seen = append(seen, "before")
+		err := next(ctx)
+		seen = append(seen, "after")
+		return err
+	}
+	run, err := iterjobtest.Perform(t.Context(), job, "ada@example.com", nil, iterjobtest.Options{Middleware: []runner.Middleware{mw}})
+	require.NoError(t, err)
+	require.Equal(t, "ack", run.Action)
+	require.Equal(t, []string{"ada@example.com"}, job.sent)
+	require.Equal(t, []string{"before", "after"}, seen)
+
+	run, err = iterjobtest.Perform(t.Context(), job, "", nil, iterjobtest.Options{})
+	require.ErrorIs(t, err, iterable.ErrSkipRetry)
+	require.Equal(t, "dead", run.Action)
 }

@@ -143,3 +143,19 @@ const (
 	StateRetry     State = "retry"
 	StateDead      State = "dead"
 )
+
+// PanicError is the error of a run that panicked. The panic is recovered;
+// the job is retried like any failure and the worker goes on. Its stack is
+// kept with the job's error (JobError.Trace).
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("job panicked: %v", e.Value) }
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}

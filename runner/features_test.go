@@ -575,37 +575,52 @@ func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
 }
 
 // A middleware that turns a completed run into a failure (a post-run step
-// that failed) makes the job fail for real: retried from the dead set, it
-// runs again (OnResume, the enumeration, OnComplete) instead of being taken
-// for a completed job whose acknowledgement was lost.
+// that failed) makes the job fail for real: its state is saved failed once
+// the middleware has returned, OnStop sees the failure, and retried from the
+// dead set it runs again (OnResume, the enumeration, OnComplete) instead of
+// being taken for a completed job whose acknowledgement was lost. This holds
+// with either store: the final status is written by the executor, not by a
+// queue script.
 func TestCompletedRunFailedByMiddlewareRunsAgainWhenRetried(t *testing.T) {
 	t.Parallel()
-	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		ctx := t.Context()
-		b := setup(t, r)
-		job := newRecorder()
-		runner.RegisterIterable(b.reg, "count", job, &runner.KindOpts{MaxAttempts: 1})
-		var calls atomic.Int32
-		mw := func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
-			if err := next(ctx); err != nil {
-				return err
-			}
-			if calls.Add(1) == 1 {
-				return errors.New("post-run step failed")
-			}
-			return nil
-		}
-		b.start(t, func(c *runner.Config) { c.Middleware = []runner.Middleware{mw} })
-		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 5}, nil)
-		require.NoError(t, err)
-		b.ev.wait(t, res.Job.ID, jobtype.EventDead)
-		st, err := b.store.Load(ctx, res.Job.ID)
-		require.NoError(t, err)
-		require.Equal(t, cursor.StatusFailed, st.Status, "the job did not complete: the middleware failed it")
+	for _, name := range []string{"redis store", "memory store"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+				ctx := t.Context()
+				b := setup(t, r)
+				var store cursor.Store = b.store
+				if name == "memory store" {
+					store = cursor.NewMemoryStore()
+				}
+				job := newRecorder()
+				runner.RegisterIterable(b.reg, "count", job, &runner.KindOpts{MaxAttempts: 1})
+				var calls atomic.Int32
+				mw := func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
+					if err := next(ctx); err != nil {
+						return err
+					}
+					if calls.Add(1) == 1 {
+						return errors.New("post-run step failed")
+					}
+					return nil
+				}
+				b.start(t, func(c *runner.Config) {
+					c.Middleware = []runner.Middleware{mw}
+					c.Store = store
+				})
+				res, err := b.client.Enqueue(ctx, "count", countArgs{N: 5}, nil)
+				require.NoError(t, err)
+				b.ev.wait(t, res.Job.ID, jobtype.EventDead)
+				st, err := store.Load(ctx, res.Job.ID)
+				require.NoError(t, err)
+				require.Equal(t, cursor.StatusFailed, st.Status, "the job did not complete: the middleware failed it")
 
-		require.NoError(t, b.client.RunNow(ctx, queue.SetDead, res.Job.ID))
-		b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
-		require.Equal(t, []string{"start", "build:nil", "complete", "stop:completed", "resume", "build:5", "complete", "stop:completed"}, job.hooks())
-		job.requireEachOnce(t, 5)
-	})
+				require.NoError(t, b.client.RunNow(ctx, queue.SetDead, res.Job.ID))
+				b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)
+				require.Equal(t, []string{"start", "build:nil", "complete", "stop:failed", "resume", "build:5", "complete", "stop:completed"}, job.hooks())
+				job.requireEachOnce(t, 5)
+			})
+		})
+	}
 }

@@ -97,7 +97,7 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 				rr.mu.Lock()
 				defer rr.mu.Unlock()
 				e := rr.known[jid]
-				return e != nil && e.job.Lease != lease
+				return e != nil && e.Job.Lease != lease
 			})
 		}}
 		c := hookedClient(t, r, hook)
@@ -137,7 +137,7 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 		e := rr.known[jid]
 		rr.mu.Unlock()
 		if assert.NotNil(t, e, "the runner still knows the run it is running (lease %d)", second) {
-			assert.Equal(t, second, e.job.Lease)
+			assert.Equal(t, second, e.Job.Lease)
 		}
 
 		// The consequence: within a few heartbeats the sweep hands the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/consumer"
+	"github.com/iterjob/iterjob/internal/exec"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/shutdown"
@@ -36,24 +37,25 @@ type Runner struct {
 	sd       *shutdown.Controller
 	ownSD    bool // sd was created by New: the runner finishes its shutdown
 	cons     *consumer.Consumer
+	exec     *exec.Executor
 	store    cursor.Store
 	eventsOn bool
 	now      func() time.Time
 
-	jobs  chan *execution // fetched, waiting for a worker
+	jobs  chan *exec.Execution // fetched, waiting for a worker
 	acks  chan consumer.Done
 	freed chan struct{} // a worker finished a job (or the backlog was released)
 
 	mu           sync.Mutex
-	known        map[string]*execution // fetched and not yet recorded as finished
-	running      int                   // jobs workers are running
-	waiting      int                   // jobs in r.jobs
-	reserved     int                   // slots of fetches in flight
-	suspect      bool                  // jobs may sit in the in-flight hash unheld: sweep before fetching
-	sweeping     bool                  // a sweep for orphans is running: no fetch may start
-	sweepPending bool                  // a sweep waits for the fetches in flight: no fetch may start
-	aheadOff     bool                  // fetch no more than free workers (the backlog went stale)
-	batches      []batchMark           // fetched batches still (partly) waiting, oldest first
+	known        map[string]*exec.Execution // fetched and not yet recorded as finished
+	running      int                        // jobs workers are running
+	waiting      int                        // jobs in r.jobs
+	reserved     int                        // slots of fetches in flight
+	suspect      bool                       // jobs may sit in the in-flight hash unheld: sweep before fetching
+	sweeping     bool                       // a sweep for orphans is running: no fetch may start
+	sweepPending bool                       // a sweep waits for the fetches in flight: no fetch may start
+	aheadOff     bool                       // fetch no more than free workers (the backlog went stale)
+	batches      []batchMark                // fetched batches still (partly) waiting, oldest first
 
 	beatMu         sync.Mutex // one heartbeat at a time
 	beatFailLogged time.Time  // when a failed heartbeat was last logged
@@ -120,12 +122,18 @@ func New(cfg Config) (*Runner, error) {
 		store:    store,
 		eventsOn: cfg.PublishEvents || cfg.OnEvent != nil,
 		now:      time.Now,
-		jobs:     make(chan *execution, cfg.Concurrency+cfg.FetchAhead),
+		jobs:     make(chan *exec.Execution, cfg.Concurrency+cfg.FetchAhead),
 		acks:     make(chan consumer.Done, 4*cfg.Concurrency),
 		freed:    make(chan struct{}, fetchLoops),
-		known:    make(map[string]*execution),
+		known:    make(map[string]*exec.Execution),
 		busyCh:   make(chan struct{}, 1),
 	}
+	r.exec = exec.New(exec.Config{
+		Store: store, Queue: cons, Completer: r, Shutdown: sd, Logger: cfg.Logger,
+		Middleware: cfg.Middleware, CheckpointInterval: cfg.CheckpointInterval, MaxRuntime: cfg.MaxRuntime,
+		MaxAttempts: cfg.MaxAttempts, Backoff: cfg.Backoff, FinishTimeout: cfg.FinishTimeout,
+		EventsOn: r.eventsOn, Now: r.now, Beat: r.beat,
+	})
 	return r, nil
 }
 
@@ -324,7 +332,7 @@ func (r *Runner) fetchLoop() {
 			r.batches = append(r.batches, batchMark{left: len(jobs), at: now})
 			r.waiting += len(jobs)
 			for _, j := range jobs {
-				e := &execution{job: j}
+				e := exec.NewExecution(j)
 				r.known[j.ID] = e
 				r.jobs <- e // never blocks: waiting ≤ Concurrency+FetchAhead
 			}
@@ -386,7 +394,7 @@ func (r *Runner) backlogLoop() {
 		if ctx.Err() != nil {
 			return
 		}
-		var back []*execution
+		var back []*exec.Execution
 		r.mu.Lock()
 		if r.waiting > 0 && len(r.batches) > 0 && r.now().Sub(r.batches[0].at) > hold {
 			r.aheadOff = true
@@ -470,17 +478,14 @@ func (r *Runner) work() {
 	defer w.close()
 	for e := range r.jobs {
 		ctx, cancel := w.get()
-		h, ok := r.cfg.Registry.lookup(e.job.Kind)
+		h, ok := r.cfg.Registry.lookup(e.Job.Kind)
 		now := r.now()
 		r.mu.Lock()
 		r.took()
 		run := r.sd.State() == shutdown.Running
 		if run {
 			r.running++
-			e.cancel, e.started, e.iterable = cancel, now, ok && h.iterable()
-			if e.flags.Load()&flagLeaseLost != 0 {
-				cancel(ErrLeaseLost)
-			}
+			e.Begin(now, cancel, ok && h.Iterable())
 		}
 		r.mu.Unlock()
 		if !run {
@@ -488,18 +493,18 @@ func (r *Runner) work() {
 			continue
 		}
 		r.busyChanged()
-		if e.job.Recovered > 0 {
+		if e.Job.Recovered > 0 {
 			// Before any of its code runs: if this process dies now, the
 			// job may be why, and its next recovery must count.
-			if err := r.cons.MarkStarted(ctx, e.job); err != nil {
-				r.log.WarnContext(ctx, "runner: could not mark a recovered job started", slog.String("jid", e.job.ID), slog.Any("error", err))
+			if err := r.cons.MarkStarted(ctx, e.Job); err != nil {
+				r.log.WarnContext(ctx, "runner: could not mark a recovered job started", slog.String("jid", e.Job.ID), slog.Any("error", err))
 			}
 		}
-		r.execute(ctx, e, h, ok)
+		r.exec.Execute(ctx, e, h)
 		r.mu.Lock()
 		r.running--
 		r.aheadOff = false
-		e.cancel = nil
+		e.End()
 		r.mu.Unlock()
 		r.signalFreed()
 	}
@@ -528,12 +533,12 @@ func (w *workerCtx) close() {
 
 // releaseUnstarted hands fetched jobs that will not run here back to the
 // head of their queues.
-func (r *Runner) releaseUnstarted(es ...*execution) {
+func (r *Runner) releaseUnstarted(es ...*exec.Execution) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.fetchCtx), r.cfg.FinishTimeout)
 	defer cancel()
 	jobs := make([]*jobtype.Job, len(es))
 	for i, e := range es {
-		jobs[i] = e.job
+		jobs[i] = e.Job
 	}
 	if err := r.cons.Release(ctx, jobs); err != nil {
 		// Forget them anyway: the next sweep for orphans hands them back
@@ -546,13 +551,13 @@ func (r *Runner) releaseUnstarted(es ...*execution) {
 	r.forget(es...)
 }
 
-func (r *Runner) forget(es ...*execution) {
+func (r *Runner) forget(es ...*exec.Execution) {
 	r.mu.Lock()
 	for _, e := range es {
 		// A newer run of the same job (fetched again after this one
 		// requeued it) must stay known.
-		if r.known[e.job.ID] == e {
-			delete(r.known, e.job.ID)
+		if r.known[e.Job.ID] == e {
+			delete(r.known, e.Job.ID)
 		}
 	}
 	r.mu.Unlock()
@@ -607,7 +612,7 @@ func (r *Runner) ackLoop() {
 		})
 		r.mu.Lock()
 		for _, d := range batch {
-			if e := r.known[d.Job.ID]; e != nil && e.job == d.Job {
+			if e := r.known[d.Job.ID]; e != nil && e.Job == d.Job {
 				delete(r.known, d.Job.ID)
 			}
 		}
@@ -621,12 +626,12 @@ func (r *Runner) busy() []jobtype.BusyJob {
 	defer r.mu.Unlock()
 	out := make([]jobtype.BusyJob, 0, len(r.known))
 	for _, e := range r.known {
-		if e.started.IsZero() {
+		if e.Started.IsZero() {
 			continue
 		}
 		out = append(out, jobtype.BusyJob{
-			ID: e.job.ID, Kind: e.job.Kind, Queue: e.job.Queue, Run: e.job.Lease,
-			StartedAt: e.started, Iterable: e.iterable, Progress: e.progress.Load(),
+			ID: e.Job.ID, Kind: e.Job.Kind, Queue: e.Job.Queue, Run: e.Job.Lease,
+			StartedAt: e.Started, Iterable: e.Iterable(), Progress: e.Progress(),
 		})
 	}
 	return out
@@ -758,7 +763,7 @@ func (r *Runner) restore(ctx context.Context, first bool) {
 	r.mu.Lock()
 	held := make([]consumer.HeldJob, 0, len(r.known))
 	for _, e := range r.known {
-		held = append(held, consumer.HeldJob{Job: e.job, Started: !e.started.IsZero()})
+		held = append(held, consumer.HeldJob{Job: e.Job, Started: !e.Started.IsZero()})
 	}
 	r.mu.Unlock()
 	if first {
@@ -775,7 +780,7 @@ func (r *Runner) restore(ctx context.Context, first bool) {
 	r.restoreDue = false
 	r.mu.Lock()
 	for _, e := range r.known {
-		e.flags.Or(flagRestore)
+		e.Restore()
 	}
 	r.mu.Unlock()
 	r.restores.Add(1)
@@ -791,10 +796,7 @@ func (r *Runner) leaseLost(ctx context.Context) {
 	r.log.ErrorContext(ctx, "runner: this process was presumed dead and its jobs handed to others; abandoning its runs",
 		slog.Int("jobs", len(r.known)))
 	for _, e := range r.known {
-		e.flags.Or(flagLeaseLost)
-		if e.cancel != nil {
-			e.cancel(ErrLeaseLost)
-		}
+		e.Abandon()
 	}
 }
 
@@ -833,9 +835,9 @@ func (r *Runner) cancelLoop() {
 			return
 		}
 		r.mu.Lock()
-		var running []*execution
+		var running []*exec.Execution
 		for _, e := range r.known {
-			if !e.started.IsZero() {
+			if !e.Started.IsZero() {
 				running = append(running, e)
 			}
 		}
@@ -845,7 +847,7 @@ func (r *Runner) cancelLoop() {
 		}
 		ids := make([]string, len(running))
 		for i, e := range running {
-			ids[i] = e.job.ID
+			ids[i] = e.Job.ID
 		}
 		flags, err := r.cons.CancelRequested(ctx, ids)
 		if err != nil {
@@ -857,22 +859,12 @@ func (r *Runner) cancelLoop() {
 			e := running[i]
 			// Only a run still current: its worker may have moved on, and
 			// e.cancel is then the next job's.
-			if !cancelled || r.known[e.job.ID] != e || e.cancel == nil {
+			if !cancelled || r.known[e.Job.ID] != e {
 				continue
 			}
-			if e.iterable {
-				e.flags.Or(flagCancel)
-			} else {
-				e.cancel(ErrCancelled)
-			}
+			e.Cancel()
 		}
 		r.mu.Unlock()
-	}
-}
-
-func (r *Runner) publish(ctx context.Context, ev jobtype.Event) {
-	if r.eventsOn {
-		r.cons.Publish(ctx, ev)
 	}
 }
 

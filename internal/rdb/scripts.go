@@ -306,11 +306,6 @@ return stale
 // failure, releases uniqueness, keeps an iterable job's state as long as the
 // dead set keeps the job), cancel (forgets the job, releases uniqueness).
 //
-// An iterable job's state saved as completed is marked failed (retry, dead)
-// or interrupted (requeue, schedule): the run completed the job, but it ends
-// otherwise (a middleware turned the success into a failure or a snooze), so
-// the next run must run it rather than take it for one whose ack was lost.
-//
 // Returns 1, or 0 when the run no longer owns the job.
 var finishScript = redis.NewScript(luaLib + `
 local p, jid, lease, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -318,14 +313,6 @@ local l, env = entry(redis.call('HGET', KEYS[1], jid))
 if not l or l ~= lease then return 0 end
 redis.call('HDEL', KEYS[1], jid)
 redis.call('HDEL', KEYS[2], jid)
-if action ~= 'cancel' then
-  local ik = p .. 'it:' .. jid
-  if redis.call('HGET', ik, 'status') == 'completed' then
-    local st = 'interrupted'
-    if action == 'retry' or action == 'dead' then st = 'failed' end
-    redis.call('HSET', ik, 'status', st)
-  end
-end
 if ARGV[6] ~= '' then env = ARGV[6] end
 local now = tonumber(ARGV[9])
 local q = env_queue(env)

@@ -1,4 +1,4 @@
-package runner
+package exec
 
 import (
 	"context"
@@ -23,10 +23,28 @@ type iterHandler[A, T, C any] struct {
 	resumer   iterable.Resumer[A]
 	stopper   iterable.Stopper[A]
 	completer iterable.Completer[A]
+	wrap      func(*Execution, enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C]
 }
 
-func (h *iterHandler[A, T, C]) options() KindOpts { return h.opts }
-func (h *iterHandler[A, T, C]) iterable() bool    { return true }
+// NewIterable returns the handler of an iterable job kind: arguments A,
+// items T, cursor C.
+func NewIterable[A, T, C any](job iterable.Job[A, T, C], opts KindOpts) Handler {
+	return NewIterableWrapped(job, opts, nil)
+}
+
+// NewIterableWrapped is NewIterable with wrap applied to the enumerator of
+// every run (test helpers count items or stop runs with it; nil: none).
+func NewIterableWrapped[A, T, C any](job iterable.Job[A, T, C], opts KindOpts, wrap func(*Execution, enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C]) Handler {
+	h := &iterHandler[A, T, C]{job: job, opts: opts, wrap: wrap}
+	h.starter, _ = job.(iterable.Starter[A])
+	h.resumer, _ = job.(iterable.Resumer[A])
+	h.stopper, _ = job.(iterable.Stopper[A])
+	h.completer, _ = job.(iterable.Completer[A])
+	return h
+}
+
+func (h *iterHandler[A, T, C]) Options() KindOpts { return h.opts }
+func (h *iterHandler[A, T, C]) Iterable() bool    { return true }
 
 // Why the item loop stopped early.
 type stopCause int
@@ -43,8 +61,8 @@ const (
 // iteration is one run of an iterable job.
 type iteration[A, T, C any] struct {
 	h    *iterHandler[A, T, C]
-	r    *Runner
-	e    *execution
+	x    *Executor
+	e    *Execution
 	log  *slog.Logger
 	args A
 
@@ -64,37 +82,36 @@ type iteration[A, T, C any] struct {
 	hooksRan bool  // OnStart or OnResume succeeded, so OnStop is due
 }
 
-func (h *iterHandler[A, T, C]) run(ctx context.Context, r *Runner, e *execution) outcome {
-	j := e.job
+func (h *iterHandler[A, T, C]) run(ctx context.Context, x *Executor, e *Execution) result {
+	j := e.Job
 	args, err := decodeArgs[A](j.Args)
 	if err != nil {
 		return failed(iterable.SkipRetry(err), nil)
 	}
-	st, err := r.store.Begin(ctx, j.ID, j.Lease)
+	st, err := x.cfg.Store.Begin(ctx, j.ID, j.Lease)
 	if errors.Is(err, cursor.ErrStaleRun) {
-		return outcome{kind: outLost}
+		return result{kind: resLost}
 	}
 	if err != nil {
-		return e.failOr(ctx, failed(err, nil))
+		return failOr(ctx, failed(err, nil))
 	}
 	it := &iteration[A, T, C]{
-		h: h, r: r, e: e, args: args, base: st, began: r.now(),
-		log: r.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind)),
+		h: h, x: x, e: e, args: args, base: st, began: x.now(),
+		log: x.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind)),
 	}
-	info, _ := iterable.InfoFromContext(ctx)
-	info.Executions, info.TimesInterrupted, info.ItemsProcessed = st.Executions, st.TimesInterrupted, st.ItemsProcessed
-	ctx = iterable.WithInfo(ctx, info)
+	e.info.Executions, e.info.TimesInterrupted, e.info.ItemsProcessed = st.Executions, st.TimesInterrupted, st.ItemsProcessed
+	ctx = iterable.WithInfo(ctx, e.info)
 	return it.run(ctx)
 }
 
-func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
-	j := it.e.job
+func (it *iteration[A, T, C]) run(ctx context.Context) result {
+	j := it.e.Job
 	if it.base.Status == cursor.StatusCompleted {
 		return it.alreadyCompleted(ctx)
 	}
-	flags, err := it.r.cons.CancelRequested(ctx, []string{j.ID})
+	flags, err := it.x.cfg.Queue.CancelRequested(ctx, []string{j.ID})
 	if err != nil {
-		return it.e.failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
+		return failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
 	}
 	// A job cancelled before its run starts still gets its start or resume
 	// hook and OnStop(Cancelled), as in Sidekiq's IterableJob, but iterates
@@ -115,7 +132,7 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 		return it.end(ctx, out)
 	}
 	if cancelled {
-		return it.end(ctx, outcome{kind: outCancel})
+		return it.end(ctx, result{kind: resCancelled})
 	}
 	start := it.start
 
@@ -128,20 +145,23 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 		err = errors.New("BuildEnumerator returned a nil enumerator")
 	}
 	if err != nil {
-		return it.end(ctx, it.e.failOr(ctx, failed(fmt.Errorf("BuildEnumerator: %w", err), trace)))
+		return it.end(ctx, failOr(ctx, failed(fmt.Errorf("BuildEnumerator: %w", err), trace)))
 	}
 	it.pr, _ = enum.(enumerators.ProgressReporter[C])
 	it.built = true
+	if it.h.wrap != nil {
+		enum = it.h.wrap(it.e, enum)
+	}
 
 	it.forceAt = math.MaxInt64
 	if j.Recovered > 0 {
 		it.forceAt = 1 // see recoveredRunCheckpoints
 	}
-	it.timer = time.AfterFunc(it.r.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
+	it.timer = time.AfterFunc(it.x.cfg.CheckpointInterval, func() { it.e.flags.Or(flagCheckpoint) })
 	defer it.timer.Stop()
 	maxRuntime := it.h.opts.MaxRuntime
 	if maxRuntime == 0 {
-		maxRuntime = it.r.cfg.MaxRuntime
+		maxRuntime = it.x.cfg.MaxRuntime
 	}
 	if maxRuntime > 0 {
 		mt := time.AfterFunc(maxRuntime, func() { it.e.flags.Or(flagMaxRuntime) })
@@ -155,13 +175,13 @@ func (it *iteration[A, T, C]) run(ctx context.Context) outcome {
 // started or resumed event. If the hook fails, or the first save fails, it
 // returns how the run ends and false. A hook failing in a run of a cancelled
 // job is logged and the run ends cancelled: the job is not retried.
-func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcome, bool) {
-	hookFailed := func(hook string, err error, trace []byte) (outcome, bool) {
+func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (result, bool) {
+	hookFailed := func(hook string, err error, trace []byte) (result, bool) {
 		if cancelled {
 			it.log.WarnContext(ctx, "runner: "+hook+" failed in a run of a cancelled job; cancelling it anyway", slog.Any("error", err))
-			return outcome{kind: outCancel}, false
+			return result{kind: resCancelled}, false
 		}
-		return it.e.failOr(ctx, failed(fmt.Errorf("%s: %w", hook, err), trace)), false
+		return failOr(ctx, failed(fmt.Errorf("%s: %w", hook, err), trace)), false
 	}
 	if !it.base.Started {
 		if it.h.starter != nil {
@@ -171,19 +191,19 @@ func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcom
 		}
 		it.base.Started = true
 		if err := it.save(ctx, cursor.StatusRunning); err != nil {
-			return it.e.failOr(ctx, it.saveFailed(err)), false
+			return failOr(ctx, it.saveFailed(err)), false
 		}
-		it.r.publish(ctx, it.event(jobtype.EventStarted, nil))
+		it.x.publish(ctx, it.event(jobtype.EventStarted, nil))
 	} else {
 		if it.h.resumer != nil {
 			if trace, err := protect(func() error { return it.h.resumer.OnResume(ctx, it.args) }); err != nil {
 				return hookFailed("OnResume", err, trace)
 			}
 		}
-		it.r.publish(ctx, it.event(jobtype.EventResumed, it.progress(ctx)))
+		it.x.publish(ctx, it.event(jobtype.EventResumed, it.progress(ctx)))
 	}
 	it.hooksRan = true
-	return outcome{}, true
+	return result{}, true
 }
 
 // recoveredRunCheckpoints: a run of a job recovered from a dead process
@@ -207,10 +227,10 @@ func (it *iteration[A, T, C]) begin(ctx context.Context, cancelled bool) (outcom
 // effect when the enumerator offers the next item, which is then not
 // started: if the enumeration ends instead, the job is complete and is not
 // re-enqueued for nothing.
-func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumerator[T, C]) outcome {
+func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumerator[T, C]) result {
 	var itemErr error
 	refused := false // an item was offered after a stop was decided
-	e, sd, job, args := it.e, it.r.sd, it.h.job, it.args
+	e, sd, job, args := it.e, it.x.cfg.Shutdown, it.h.job, it.args
 	yield := func(item T, c C) bool {
 		if it.stop != stopNone {
 			refused = true
@@ -237,14 +257,14 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 	case trace != nil:
 		return failed(enumErr, trace)
 	case itemErr != nil:
-		return e.failOr(ctx, failed(itemErr, nil))
+		return failOr(ctx, failed(itemErr, nil))
 	case errors.As(enumErr, &th):
-		return outcome{kind: outSchedule, after: th.RetryAfter}
+		return result{kind: resThrottled, after: th.RetryAfter}
 	case enumErr != nil:
-		return e.failOr(ctx, failed(enumErr, nil))
+		return failOr(ctx, failed(enumErr, nil))
 	}
 	if it.stop == stopLost {
-		return outcome{kind: outLost}
+		return result{kind: resLost}
 	}
 	if it.stop == stopError {
 		return failed(it.err, nil)
@@ -252,15 +272,15 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 	if refused {
 		switch it.stop {
 		case stopCancel:
-			return outcome{kind: outCancel}
+			return result{kind: resCancelled}
 		default:
-			return outcome{kind: outRequeue}
+			return result{kind: resInterrupted}
 		}
 	}
-	if o, ok := e.interruptedBy(ctx); ok && o.kind != outRequeue {
+	if o, ok := interruptedBy(ctx); ok && o.kind != resInterrupted {
 		return o
 	}
-	return outcome{kind: outAck}
+	return result{kind: resDone}
 }
 
 // attend handles a raised flag or a shutdown after an item. It returns false
@@ -274,7 +294,7 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 		return false
 	case f&flagCancel != 0:
 		it.stop = stopCancel
-	case it.r.sd.State() != shutdown.Running:
+	case it.x.cfg.Shutdown.State() != shutdown.Running:
 		it.stop = stopShutdown
 	case f&flagMaxRuntime != 0:
 		it.stop = stopMaxRuntime
@@ -302,9 +322,9 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 		if err != nil {
 			it.log.WarnContext(ctx, "runner: checkpoint failed; the next one will try again", slog.Any("error", err))
 		} else {
-			it.r.publish(ctx, it.event(jobtype.EventCheckpointed, it.progress(ctx)))
+			it.x.publish(ctx, it.event(jobtype.EventCheckpointed, it.progress(ctx)))
 		}
-		it.timer.Reset(it.r.cfg.CheckpointInterval)
+		it.timer.Reset(it.x.cfg.CheckpointInterval)
 	}
 	return true
 }
@@ -334,7 +354,7 @@ func (it *iteration[A, T, C]) snapshot(ctx context.Context, status cursor.Status
 	if it.lastRaw != nil {
 		st.Cursor = it.lastRaw
 	}
-	now := it.r.now()
+	now := it.x.now()
 	st.ItemsProcessed += it.items
 	st.RunTime += now.Sub(it.began)
 	st.LastCheckpointAt = now
@@ -378,19 +398,19 @@ func (it *iteration[A, T, C]) cursor() *C {
 // lost the state with its data: then the state is restored and saved.
 func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) error {
 	st := it.snapshot(ctx, status)
-	err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+	err := it.x.cfg.Store.Save(ctx, it.e.Job.ID, it.e.Job.Lease, st)
 	if errors.Is(err, cursor.ErrStaleRun) && it.restoreIfLost(ctx) {
-		err = it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, st)
+		err = it.x.cfg.Store.Save(ctx, it.e.Job.ID, it.e.Job.Lease, st)
 	}
 	if err != nil {
 		return err
 	}
 	it.e.progress.Store(progressOf(st))
-	if it.have && it.e.job.Recovered > 0 {
+	if it.have && it.e.Job.Recovered > 0 {
 		// This run finished items since the job's last recovery, and saved
 		// them: the crashes before were not the job's fault, so they must
 		// not make it a poison pill (see recoveredRunCheckpoints).
-		if err := it.r.cons.Forgive(ctx, it.e.job); err != nil {
+		if err := it.x.cfg.Queue.Forgive(ctx, it.e.Job); err != nil {
 			it.log.WarnContext(ctx, "runner: could not reset the job's recovery count", slog.Any("error", err))
 		}
 	}
@@ -402,7 +422,7 @@ func (it *iteration[A, T, C]) save(ctx context.Context, status cursor.Status) er
 // run when it finds that), and the run's state has been restored.
 func (it *iteration[A, T, C]) restoreIfLost(ctx context.Context) bool {
 	if it.e.flags.Load()&flagRestore == 0 {
-		it.r.beat(ctx)
+		it.x.beat(ctx)
 	}
 	if it.e.flags.Load()&flagRestore == 0 {
 		return false // the state belongs to a newer run
@@ -417,7 +437,7 @@ func (it *iteration[A, T, C]) restoreIfLost(ctx context.Context) bool {
 // item, so the run goes on without repeating or skipping anything.
 func (it *iteration[A, T, C]) restore(ctx context.Context) error {
 	it.e.flags.And(^flagRestore)
-	rs, ok := it.r.store.(cursor.Restorer)
+	rs, ok := it.x.cfg.Store.(cursor.Restorer)
 	if !ok {
 		return errors.New("runner: the store cannot restore lost state")
 	}
@@ -425,7 +445,7 @@ func (it *iteration[A, T, C]) restore(ctx context.Context) error {
 		return err
 	}
 	st := it.snapshot(ctx, cursor.StatusRunning)
-	restored, err := rs.Restore(ctx, it.e.job.ID, it.e.job.Lease, st)
+	restored, err := rs.Restore(ctx, it.e.Job.ID, it.e.Job.Lease, st)
 	if err != nil {
 		if !errors.Is(err, cursor.ErrStaleRun) {
 			it.e.flags.Or(flagRestore) // try again at the next item
@@ -443,20 +463,12 @@ func (it *iteration[A, T, C]) restore(ctx context.Context) error {
 // saveFinal saves the state at the end of a run, retrying through Redis
 // outages (bounded after a hard stop).
 func (it *iteration[A, T, C]) saveFinal(ctx context.Context, status cursor.Status) error {
-	var err error
-	it.r.record(ctx, it.log, func(ctx context.Context) error {
-		err = it.save(ctx, status)
-		if errors.Is(err, cursor.ErrStaleRun) {
-			return nil // stop retrying; reported below
-		}
-		return err
-	})
-	return err
+	return it.x.persist(ctx, it.log, func(ctx context.Context) error { return it.save(ctx, status) })
 }
 
-func (it *iteration[A, T, C]) saveFailed(err error) outcome {
+func (it *iteration[A, T, C]) saveFailed(err error) result {
 	if errors.Is(err, cursor.ErrStaleRun) {
-		return outcome{kind: outLost}
+		return result{kind: resLost}
 	}
 	return failed(fmt.Errorf("save state: %w", err), nil)
 }
@@ -464,88 +476,83 @@ func (it *iteration[A, T, C]) saveFailed(err error) outcome {
 // alreadyCompleted acknowledges a job whose state says an earlier run
 // completed it, OnComplete included: that run's acknowledgement was lost (the
 // process died before its batched ack reached Redis), so the job came back.
-// Nothing runs again, no hook included. The state is saved as it was, which
-// gives it back the shorter TTL of a finished job.
-func (it *iteration[A, T, C]) alreadyCompleted(ctx context.Context) outcome {
+// Nothing runs again, no hook included. Its final save (see finish) gives
+// the state back the shorter TTL of a finished job.
+func (it *iteration[A, T, C]) alreadyCompleted(ctx context.Context) result {
 	it.log.InfoContext(ctx, "runner: an earlier run completed this job; acknowledging it without running it again",
 		slog.Int64("items_processed", it.base.ItemsProcessed))
-	if err := it.r.store.Save(ctx, it.e.job.ID, it.e.job.Lease, it.base); err != nil {
-		if errors.Is(err, cursor.ErrStaleRun) {
-			return outcome{kind: outLost}
-		}
-		it.log.WarnContext(ctx, "runner: could not save the completed state again", slog.Any("error", err))
-	}
-	out := outcome{kind: outAck}
-	out.progress = it.progress(ctx)
-	return out
+	return result{kind: resDone, finish: it.finish}
 }
 
-// end saves the final state, runs OnComplete and OnStop, and returns the
-// outcome the runner records in the queue.
-func (it *iteration[A, T, C]) end(ctx context.Context, out outcome) outcome {
-	hookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), it.r.cfg.FinishTimeout)
-	defer cancel()
-	if out.kind == outLost {
-		it.onStop(hookCtx, iterable.Interrupted)
-		return out
+// end ends a run's work: it encodes the cursor after the last item and, for
+// an enumeration that is exhausted, saves it and runs OnComplete. The final
+// state is written by finish, once the executor has decided the outcome
+// (server middleware may still turn a success into a failure).
+func (it *iteration[A, T, C]) end(ctx context.Context, res result) result {
+	res.finish = it.finish
+	if res.kind == resLost {
+		return res
 	}
 	if err := it.encodeLast(); err != nil {
-		out = failed(err, nil)
+		res = failed(err, nil)
+		res.finish = it.finish
 	}
-	var status cursor.Status
-	var reason iterable.StopReason
-	switch out.kind {
-	case outAck:
-		// The cursor is at the end: save it before OnComplete, so a failure
-		// there (or a crash) does not repeat any item.
-		if err := it.saveFinal(hookCtx, cursor.StatusRunning); err != nil {
-			return it.finalSaveFailed(hookCtx, err)
-		}
-		if it.h.completer != nil {
-			if trace, err := protect(func() error { return it.h.completer.OnComplete(ctx, it.args) }); err != nil {
-				out = it.e.failOr(ctx, failed(fmt.Errorf("OnComplete: %w", err), trace))
-				status, reason = cursor.StatusFailed, iterable.Failed
-				if out.kind == outRequeue {
-					it.base.TimesInterrupted++
-					status, reason = cursor.StatusInterrupted, iterable.Interrupted
-				}
-				break
-			}
-		}
-		status, reason = cursor.StatusCompleted, iterable.Completed
-	case outRequeue, outSchedule:
-		it.base.TimesInterrupted++
-		status, reason = cursor.StatusInterrupted, iterable.Interrupted
-	case outCancel:
-		status, reason = cursor.StatusCancelled, iterable.Cancelled
-	case outFail:
-		var snooze *iterable.SnoozeError
-		switch {
-		case errors.As(out.err, &snooze):
-			it.base.TimesInterrupted++
-			status, reason = cursor.StatusInterrupted, iterable.Interrupted
-		case errors.Is(out.err, iterable.ErrCancel):
-			status, reason = cursor.StatusCancelled, iterable.Cancelled
-		default:
-			status, reason = cursor.StatusFailed, iterable.Failed
+	if res.kind != resDone {
+		return res
+	}
+	// The cursor is at the end: save it before OnComplete, so a failure
+	// there (or a crash) does not repeat any item.
+	hookCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), it.x.cfg.FinishTimeout)
+	defer cancel()
+	if err := it.saveFinal(hookCtx, cursor.StatusRunning); err != nil {
+		it.log.ErrorContext(ctx, "runner: could not save the final cursor", slog.Any("error", err))
+		return result{kind: resLost, finish: it.finish}
+	}
+	if it.h.completer != nil {
+		if trace, err := protect(func() error { return it.h.completer.OnComplete(ctx, it.args) }); err != nil {
+			res = failOr(ctx, failed(fmt.Errorf("OnComplete: %w", err), trace))
+			res.finish = it.finish
 		}
 	}
-	if err := it.saveFinal(hookCtx, status); err != nil {
-		return it.finalSaveFailed(hookCtx, err)
-	}
-	out.progress = it.progress(hookCtx)
-	it.onStop(hookCtx, reason)
-	return out
+	return res
 }
 
-func (it *iteration[A, T, C]) finalSaveFailed(ctx context.Context, err error) outcome {
-	it.onStop(ctx, iterable.Interrupted)
-	if errors.Is(err, cursor.ErrStaleRun) {
-		return outcome{kind: outLost}
+// lostProgress is what finish returns when the final state could not be
+// saved: the run no longer owns the job.
+var lostProgress = &jobtype.Progress{}
+
+// finish writes the run's final state, with the status its outcome gives,
+// and calls OnStop with reason. It returns the progress for events, or
+// lostProgress if the state could not be saved (another run owns it, or
+// Redis stayed unreachable through a hard stop).
+func (it *iteration[A, T, C]) finish(ctx context.Context, a Action, reason iterable.StopReason) *jobtype.Progress {
+	var status cursor.Status
+	switch a {
+	case Ack:
+		status = cursor.StatusCompleted
+	case Requeue, Schedule:
+		it.base.TimesInterrupted++
+		status = cursor.StatusInterrupted
+	case Cancel:
+		status = cursor.StatusCancelled
+	case Retry, Dead:
+		status = cursor.StatusFailed
+	case Lost:
+		it.onStop(ctx, iterable.Interrupted)
+		return nil
 	}
-	// Only after a hard stop: leave the job in flight, to be recovered.
-	it.log.ErrorContext(ctx, "runner: could not save the final state", slog.Any("error", err))
-	return outcome{kind: outLost}
+	if err := it.saveFinal(ctx, status); err != nil {
+		it.onStop(ctx, iterable.Interrupted)
+		if !errors.Is(err, cursor.ErrStaleRun) {
+			// Only after a hard stop: the job stays in flight, to be
+			// recovered.
+			it.log.ErrorContext(ctx, "runner: could not save the final state", slog.Any("error", err))
+		}
+		return lostProgress
+	}
+	p := it.progress(ctx)
+	it.onStop(ctx, reason)
+	return p
 }
 
 func (it *iteration[A, T, C]) onStop(ctx context.Context, reason iterable.StopReason) {
@@ -559,7 +566,7 @@ func (it *iteration[A, T, C]) onStop(ctx context.Context, reason iterable.StopRe
 
 // progress describes the run so far for events.
 func (it *iteration[A, T, C]) progress(ctx context.Context) *jobtype.Progress {
-	if !it.r.eventsOn {
+	if !it.x.cfg.EventsOn {
 		return nil
 	}
 	return progressOf(it.snapshot(ctx, ""))
@@ -581,7 +588,7 @@ func progressOf(st cursor.State) *jobtype.Progress {
 }
 
 func (it *iteration[A, T, C]) event(t jobtype.EventType, p *jobtype.Progress) jobtype.Event {
-	ev := jobtype.NewEvent(t, it.e.job, it.r.now())
+	ev := jobtype.NewEvent(t, it.e.Job, it.x.now())
 	ev.Progress = p
 	return ev
 }
