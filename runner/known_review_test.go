@@ -94,9 +94,7 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 			// Hold the interrupted run until its process has fetched the job
 			// again (at most a few seconds).
 			waitFor(5*time.Second, func() bool {
-				rr.mu.Lock()
-				defer rr.mu.Unlock()
-				e := rr.known[jid]
+				e := rr.prod.Known(jid)
 				return e != nil && e.Job.Lease != lease
 			})
 		}}
@@ -129,13 +127,9 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 		}
 		// The first run has ended once only the second is running.
 		require.True(t, waitFor(10*time.Second, func() bool {
-			rr.mu.Lock()
-			defer rr.mu.Unlock()
-			return rr.running == 1
+			return rr.prod.RunningCount() == 1
 		}))
-		rr.mu.Lock()
-		e := rr.known[jid]
-		rr.mu.Unlock()
+		e := rr.prod.Known(jid)
 		if assert.NotNil(t, e, "the runner still knows the run it is running (lease %d)", second) {
 			assert.Equal(t, second, e.Job.Lease)
 		}
