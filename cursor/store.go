@@ -30,8 +30,12 @@ const (
 	StatusRunning     Status = "running"
 	StatusInterrupted Status = "interrupted"
 	StatusFailed      Status = "failed"
-	StatusCancelled   Status = "cancelled"
-	StatusCompleted   Status = "completed"
+	// StatusDead: the last run failed and the job went to the dead set,
+	// where it can be retried by hand; its state lives as long as the dead
+	// set keeps the job (RedisConfig.DeadTTL).
+	StatusDead      Status = "dead"
+	StatusCancelled Status = "cancelled"
+	StatusCompleted Status = "completed"
 )
 
 // State is what the store keeps for one iterable job across its runs.
@@ -79,8 +83,8 @@ type Store interface {
 	Save(ctx context.Context, jid string, run int64, st State) error
 	// Load returns jid's state, or ErrNotFound.
 	Load(ctx context.Context, jid string) (State, error)
-	// Delete forgets jid's state.
-	Delete(ctx context.Context, jid string) error
+	// Delete forgets the states of jids (it satisfies queue.JobData).
+	Delete(ctx context.Context, jids ...string) error
 }
 
 // Restorer is implemented by stores that can lose the state they hold
@@ -105,6 +109,9 @@ const (
 	// CompletedTTLDefault is how long the state of a finished (completed or
 	// cancelled) job is kept for inspection.
 	CompletedTTLDefault = 24 * time.Hour
+	// DeadTTLDefault is how long the state of a dead job is kept: as long
+	// as the dead set keeps the job by default (queue.DeadMaxAgeDefault).
+	DeadTTLDefault = rdb.DeadMaxAgeDefault
 )
 
 // RedisConfig configures a RedisStore.
@@ -118,6 +125,10 @@ type RedisConfig struct {
 	// CompletedTTL is the time to live of a finished job's state. Zero means
 	// CompletedTTLDefault.
 	CompletedTTL time.Duration
+	// DeadTTL is the time to live of a dead job's state: as long as the dead
+	// set keeps the job, so that retrying it by hand resumes from its
+	// cursor. Zero means DeadTTLDefault.
+	DeadTTL time.Duration
 }
 
 // RedisStore keeps state in one Redis hash per job.
@@ -132,7 +143,7 @@ func NewRedisStore(c redis.UniversalClient, cfg RedisConfig) (*RedisStore, error
 	if c == nil {
 		return nil, errors.New("cursor: NewRedisStore needs a Redis client")
 	}
-	if cfg.StateTTL < 0 || cfg.CompletedTTL < 0 {
+	if cfg.StateTTL < 0 || cfg.CompletedTTL < 0 || cfg.DeadTTL < 0 {
 		return nil, errors.New("cursor: TTLs must not be negative")
 	}
 	if cfg.StateTTL == 0 {
@@ -140,6 +151,9 @@ func NewRedisStore(c redis.UniversalClient, cfg RedisConfig) (*RedisStore, error
 	}
 	if cfg.CompletedTTL == 0 {
 		cfg.CompletedTTL = CompletedTTLDefault
+	}
+	if cfg.DeadTTL == 0 {
+		cfg.DeadTTL = DeadTTLDefault
 	}
 	return &RedisStore{db: rdb.New(c, cfg.Namespace), cfg: cfg, now: time.Now}, nil
 }
@@ -156,12 +170,20 @@ func (s *RedisStore) Begin(ctx context.Context, jid string, run int64) (State, e
 	return decodeFields(fields)
 }
 
+// ttl is how long a state with status lives after its last write.
+func (s *RedisStore) ttl(status Status) time.Duration {
+	switch status {
+	case StatusCompleted, StatusCancelled:
+		return s.cfg.CompletedTTL
+	case StatusDead:
+		return s.cfg.DeadTTL
+	}
+	return s.cfg.StateTTL
+}
+
 // Save implements Store.
 func (s *RedisStore) Save(ctx context.Context, jid string, run int64, st State) error {
-	ttl := s.cfg.StateTTL
-	if st.Status == StatusCompleted || st.Status == StatusCancelled {
-		ttl = s.cfg.CompletedTTL
-	}
+	ttl := s.ttl(st.Status)
 	ok, err := s.db.IterSave(ctx, jid, run, ttl, encodeFields(st))
 	if err != nil {
 		return fmt.Errorf("cursor: save run %d of %s: %w", run, jid, err)
@@ -174,10 +196,7 @@ func (s *RedisStore) Save(ctx context.Context, jid string, run int64, st State) 
 
 // Restore implements Restorer.
 func (s *RedisStore) Restore(ctx context.Context, jid string, run int64, st State) (bool, error) {
-	ttl := s.cfg.StateTTL
-	if st.Status == StatusCompleted || st.Status == StatusCancelled {
-		ttl = s.cfg.CompletedTTL
-	}
+	ttl := s.ttl(st.Status)
 	restored, ok, err := s.db.IterRestore(ctx, jid, run, ttl, st.Executions, st.FirstStartedAt, encodeFields(st))
 	if err != nil {
 		return false, fmt.Errorf("cursor: restore run %d of %s: %w", run, jid, err)
@@ -190,7 +209,7 @@ func (s *RedisStore) Restore(ctx context.Context, jid string, run int64, st Stat
 
 // Load implements Store.
 func (s *RedisStore) Load(ctx context.Context, jid string) (State, error) {
-	fields, err := s.db.C.HGetAll(ctx, s.db.Keys.Iter(jid)).Result()
+	fields, err := s.db.IterLoad(ctx, jid)
 	if err != nil {
 		return State{}, fmt.Errorf("cursor: load %s: %w", jid, err)
 	}
@@ -201,9 +220,9 @@ func (s *RedisStore) Load(ctx context.Context, jid string) (State, error) {
 }
 
 // Delete implements Store.
-func (s *RedisStore) Delete(ctx context.Context, jid string) error {
-	if err := s.db.C.Del(ctx, s.db.Keys.Iter(jid)).Err(); err != nil {
-		return fmt.Errorf("cursor: delete %s: %w", jid, err)
+func (s *RedisStore) Delete(ctx context.Context, jids ...string) error {
+	if err := s.db.IterDelete(ctx, jids...); err != nil {
+		return fmt.Errorf("cursor: delete %d states: %w", len(jids), err)
 	}
 	return nil
 }
@@ -333,10 +352,12 @@ func (s *MemoryStore) Load(_ context.Context, jid string) (State, error) {
 }
 
 // Delete implements Store.
-func (s *MemoryStore) Delete(_ context.Context, jid string) error {
+func (s *MemoryStore) Delete(_ context.Context, jids ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.states, jid)
+	for _, jid := range jids {
+		delete(s.states, jid)
+	}
 	return nil
 }
 

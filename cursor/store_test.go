@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 )
 
@@ -110,7 +111,7 @@ func TestRedisStoreRefreshesTTLOnEverySave(t *testing.T) {
 		ctx := t.Context()
 		s, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace, StateTTL: time.Hour, CompletedTTL: time.Minute})
 		require.NoError(t, err)
-		key := "{" + r.Namespace + "}:it:j"
+		key := rdb.NewKeys(r.Namespace).Iter("j")
 		st, err := s.Begin(ctx, "j", 1)
 		require.NoError(t, err)
 		r.Client.PExpire(ctx, key, time.Second) // as if most of the TTL had passed
@@ -130,7 +131,7 @@ func TestRedisStoreCorruptState(t *testing.T) {
 	r := testutil.Miniredis(t)
 	s, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace})
 	require.NoError(t, err)
-	r.Client.HSet(t.Context(), "{"+r.Namespace+"}:it:j", "items_processed", "lots")
+	r.Client.HSet(t.Context(), rdb.NewKeys(r.Namespace).Iter("j"), "items_processed", "lots")
 	_, err = s.Load(t.Context(), "j")
 	require.ErrorContains(t, err, "items_processed")
 }
@@ -155,7 +156,7 @@ func TestRedisStoreRestore(t *testing.T) {
 		_, err = s.Restore(ctx, "j", 6, st)
 		require.ErrorIs(t, err, cursor.ErrStaleRun)
 
-		require.NoError(t, r.Client.Del(ctx, "{"+r.Namespace+"}:it:j").Err()) // lost
+		require.NoError(t, r.Client.Del(ctx, rdb.NewKeys(r.Namespace).Iter("j")).Err()) // lost
 		require.ErrorIs(t, s.Save(ctx, "j", 7, st), cursor.ErrStaleRun, "Save never creates state")
 		restored, err = s.Restore(ctx, "j", 7, st)
 		require.NoError(t, err)
@@ -168,7 +169,7 @@ func TestRedisStoreRestore(t *testing.T) {
 		require.JSONEq(t, "40", string(got.Cursor))
 		require.Equal(t, int64(40), got.ItemsProcessed)
 		require.True(t, got.Started)
-		require.Greater(t, r.Client.PTTL(ctx, "{"+r.Namespace+"}:it:j").Val(), time.Hour)
+		require.Greater(t, r.Client.PTTL(ctx, rdb.NewKeys(r.Namespace).Iter("j")).Val(), time.Hour)
 		require.NoError(t, s.Save(ctx, "j", 7, got), "the run saves again")
 		_, err = s.Begin(ctx, "j", 8)
 		require.NoError(t, err, "and a later run claims it as usual")

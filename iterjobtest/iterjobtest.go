@@ -271,8 +271,8 @@ func (c *completer) get() (exec.Outcome, bool) {
 // nopQueue answers for a queue with no pending cancellation.
 type nopQueue struct{}
 
-func (nopQueue) CancelRequested(_ context.Context, ids []string) ([]bool, error) {
-	return make([]bool, len(ids)), nil
+func (nopQueue) CancelRequested(_ context.Context, jobs []*jobtype.Job) ([]bool, error) {
+	return make([]bool, len(jobs)), nil
 }
 func (nopQueue) Forgive(context.Context, *jobtype.Job) error { return nil }
 func (nopQueue) Publish(context.Context, jobtype.Event)      {}

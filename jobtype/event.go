@@ -30,6 +30,10 @@ const (
 // jobs dropped at fetch because they were cancelled included; only a job
 // whose stored payload cannot be read has its id alone.
 type Event struct {
+	// ID is the event's id in the namespace's events stream, set on the
+	// events a subscription delivers (queue.Subscribe): resume after it
+	// with SubscribeOpts.After.
+	ID    string    `json:"id,omitempty"`
 	Type  EventType `json:"type"`
 	JobID string    `json:"jid"`
 	Kind  string    `json:"kind,omitempty"`

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,8 +9,6 @@ import (
 	"log/slog"
 	"slices"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/jobtype"
@@ -50,28 +49,19 @@ type QueueInfo struct {
 // from the payload's header when that much is readable, else zero); see
 // QueueJobs for the job itself.
 func (c *Client) Queues(ctx context.Context) ([]QueueInfo, error) {
-	names, err := c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result()
+	names, err := c.db.QueueNames(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list queues: %w", err)
 	}
-	slices.Sort(names)
-	pipe := c.db.C.Pipeline()
-	sizes := make([]*redis.IntCmd, len(names))
-	heads := make([]*redis.StringCmd, len(names))
-	paused := make([]*redis.BoolCmd, len(names))
-	for i, n := range names {
-		sizes[i] = pipe.LLen(ctx, c.db.Keys.Queue(n))
-		heads[i] = pipe.LIndex(ctx, c.db.Keys.Queue(n), 0)
-		paused[i] = pipe.SIsMember(ctx, c.db.Keys.Paused(), n)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	states, err := c.db.QueueStates(ctx, names)
+	if err != nil {
 		return nil, fmt.Errorf("queue: describe queues: %w", err)
 	}
 	now := c.now()
-	out := make([]QueueInfo, len(names))
-	for i, n := range names {
-		out[i] = QueueInfo{Name: n, Size: sizes[i].Val(), Paused: paused[i].Val()}
-		if us, ok := rdb.EnvelopeEnqueuedAt(heads[i].Val()); ok {
+	out := make([]QueueInfo, len(states))
+	for i, st := range states {
+		out[i] = QueueInfo{Name: st.Name, Size: st.Size, Paused: st.Paused}
+		if us, ok := rdb.EnvelopeEnqueuedAt(st.Head); ok {
 			out[i].Latency = max(now.Sub(time.UnixMicro(us)), 0)
 		}
 	}
@@ -109,7 +99,7 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 	if offset < 0 || limit <= 0 {
 		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
 	}
-	envs, err := c.db.C.LRange(ctx, c.db.Keys.Queue(q), int64(offset), int64(offset+limit-1)).Result()
+	envs, err := c.db.QueueRange(ctx, q, int64(offset), int64(offset+limit-1))
 	if err != nil {
 		return nil, fmt.Errorf("queue: list queue %s: %w", q, err)
 	}
@@ -127,10 +117,14 @@ func (c *Client) QueueJobs(ctx context.Context, q string, offset, limit int) ([]
 
 // SetJobs lists up to limit jobs of a set from position offset, with their
 // At time and last error: the scheduled and retry sets soonest due first,
-// the dead set most recent death first. A job whose payload cannot be
-// decoded (in the dead set: a payload a runner could not parse) is listed
-// with its RawPayload and, as its LastError, the error recorded when it
-// died or else the parse error.
+// the dead set most recent death first, over all queues. A job whose payload
+// cannot be decoded (in the dead set: a payload a runner could not parse) is
+// listed with its RawPayload and, as its LastError, the error recorded when
+// it died or else the parse error.
+//
+// Each queue keeps its own sets: over one queue a page costs the same at
+// any offset; over several, a page at offset n reads n+limit jobs of each.
+// SetJobsIn lists one queue's.
 func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*jobtype.Job, error) {
 	if !set.valid() {
 		return nil, fmt.Errorf("%w %q", ErrInvalidSet, set)
@@ -138,47 +132,85 @@ func (c *Client) SetJobs(ctx context.Context, set Set, offset, limit int) ([]*jo
 	if offset < 0 || limit <= 0 {
 		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
 	}
-	key := c.db.Keys.Prefix() + string(set)
-	rng := redis.ZRangeArgs{Key: key, Start: offset, Stop: offset + limit - 1, Rev: set == SetDead}
-	members, err := c.db.C.ZRangeArgsWithScores(ctx, rng).Result()
+	names, err := c.db.QueueNames(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list queues: %w", err)
+	}
+	sizes, err := c.db.SetSizes(ctx, names, string(set))
 	if err != nil {
 		return nil, fmt.Errorf("queue: list %s: %w", set, err)
 	}
-	return c.loadWaiting(ctx, set, members)
+	var full []string
+	for i, n := range names {
+		if sizes[i] > 0 {
+			full = append(full, n)
+		}
+	}
+	rev := set == SetDead
+	if len(full) <= 1 {
+		if len(full) == 0 {
+			return nil, nil
+		}
+		return c.setRange(ctx, full[0], set, offset, limit)
+	}
+	var all []rdb.Parked
+	for _, q := range full {
+		ps, err := c.db.SetRange(ctx, q, string(set), 0, int64(offset+limit-1), rev)
+		if err != nil {
+			return nil, fmt.Errorf("queue: list %s of %s: %w", set, q, err)
+		}
+		all = append(all, ps...)
+	}
+	slices.SortStableFunc(all, func(a, b rdb.Parked) int {
+		if rev {
+			return cmp.Compare(b.Score, a.Score)
+		}
+		return cmp.Compare(a.Score, b.Score)
+	})
+	if offset >= len(all) {
+		return nil, nil
+	}
+	return c.jobsOf(ctx, set, all[offset:min(offset+limit, len(all))]), nil
 }
 
-// loadWaiting reads the job hashes of sorted-set members.
-func (c *Client) loadWaiting(ctx context.Context, set Set, members []redis.Z) ([]*jobtype.Job, error) {
-	pipe := c.db.C.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(members))
-	for i, m := range members {
-		cmds[i] = pipe.HMGet(ctx, c.db.Keys.Job(m.Member.(string)), "env", "err")
+// SetJobsIn is SetJobs over queue q only.
+func (c *Client) SetJobsIn(ctx context.Context, q string, set Set, offset, limit int) ([]*jobtype.Job, error) {
+	if !set.valid() {
+		return nil, fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
-	if len(members) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("queue: read %s jobs: %w", set, err)
-		}
+	if offset < 0 || limit <= 0 {
+		return nil, errors.New("queue: offset must be ≥ 0 and limit > 0")
 	}
-	out := make([]*jobtype.Job, 0, len(members))
-	for i, m := range members {
-		id := m.Member.(string)
-		vals := cmds[i].Val()
-		env, _ := vals[0].(string)
-		j, err := c.decode(ctx, env)
+	return c.setRange(ctx, q, set, offset, limit)
+}
+
+func (c *Client) setRange(ctx context.Context, q string, set Set, offset, limit int) ([]*jobtype.Job, error) {
+	ps, err := c.db.SetRange(ctx, q, string(set), int64(offset), int64(offset+limit-1), set == SetDead)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list %s of %s: %w", set, q, err)
+	}
+	return c.jobsOf(ctx, set, ps), nil
+}
+
+// jobsOf decodes parked jobs.
+func (c *Client) jobsOf(ctx context.Context, set Set, ps []rdb.Parked) []*jobtype.Job {
+	out := make([]*jobtype.Job, 0, len(ps))
+	for _, p := range ps {
+		j, err := c.decode(ctx, p.Envelope)
 		if err != nil {
-			j = &jobtype.Job{ID: id, RawPayload: env, LastError: jobtype.NewJobError(err, rdb.DecodeTrace(err), 0, time.Time{})}
+			j = &jobtype.Job{ID: p.ID, Queue: p.Queue, RawPayload: p.Envelope, LastError: jobtype.NewJobError(err, rdb.DecodeTrace(err), 0, time.Time{})}
 		}
-		if e, _ := vals[1].(string); e != "" {
+		if p.Error != "" {
 			var jerr jobtype.JobError
-			if json.Unmarshal([]byte(e), &jerr) == nil {
+			if json.Unmarshal([]byte(p.Error), &jerr) == nil {
 				j.LastError = &jerr
 			}
 		}
 		j.State = jobtype.State(set)
-		j.At = time.UnixMilli(int64(m.Score))
+		j.At = time.UnixMilli(int64(p.Score))
 		out = append(out, j)
 	}
-	return out, nil
+	return out
 }
 
 // decode decodes a stored payload for a listing. A decoder panic (a bug:
@@ -197,7 +229,19 @@ func (c *Client) SetSize(ctx context.Context, set Set) (int64, error) {
 	if !set.valid() {
 		return 0, fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
-	return c.db.C.ZCard(ctx, c.db.Keys.Prefix()+string(set)).Result()
+	names, err := c.db.QueueNames(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("queue: list queues: %w", err)
+	}
+	sizes, err := c.db.SetSizes(ctx, names, string(set))
+	if err != nil {
+		return 0, fmt.Errorf("queue: size of %s: %w", set, err)
+	}
+	var n int64
+	for _, s := range sizes {
+		n += s
+	}
+	return n, nil
 }
 
 // maxRereads bounds how often an admin call reads a job again because it
@@ -215,34 +259,54 @@ func (c *Client) move(ctx context.Context, set Set, id, target string, t jobtype
 	if !set.valid() {
 		return fmt.Errorf("%w %q", ErrInvalidSet, set)
 	}
+	names, err := c.db.QueueNames(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: list queues: %w", err)
+	}
 	for range maxRereads {
+		q, in, err := c.db.Where(ctx, id, names)
+		if err != nil {
+			return fmt.Errorf("queue: find %s: %w", id, err)
+		}
+		if in != string(set) {
+			return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+		}
 		var env string
 		if c.ev.On() {
-			var err error
-			env, err = c.db.C.HGet(ctx, c.db.Keys.Job(id), "env").Result()
-			if errors.Is(err, redis.Nil) {
-				return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
-			}
-			if err != nil {
+			if env, err = c.db.ParkedEnvelope(ctx, q, id); err != nil {
 				return fmt.Errorf("queue: move %s from %s to %s: read job: %w", id, set, target, err)
 			}
 		}
 		now := c.now()
 		ev := eventFrom(t, id, env, now)
 		ev.Error = errText
-		n, err := c.db.Move(ctx, now, id, string(set), target, c.ev.Encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge, env)
+		n, trimmed, err := c.db.Move(ctx, now, q, id, string(set), target, c.ev.Encode(ctx, ev), c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge, env)
 		if err != nil {
 			return fmt.Errorf("queue: move %s from %s to %s: %w", id, set, target, err)
 		}
 		switch n {
 		case rdb.MoveNotFound:
-			return fmt.Errorf("%w: %s in the %s set", ErrNotFound, id, set)
+			continue // it moved: look for it again
 		case rdb.MoveDone:
+			if target == "delete" {
+				trimmed = append(trimmed, id)
+			}
+			c.forget(ctx, trimmed...)
 			c.ev.Handle(ctx, ev)
 			return nil
 		}
 	}
 	return fmt.Errorf("queue: move %s from %s to %s: the job kept changing while it was moved; try again", id, set, target)
+}
+
+// forget tells Config.JobData that jobs are gone for good.
+func (c *Client) forget(ctx context.Context, ids ...string) {
+	if len(ids) == 0 || c.cfg.JobData == nil {
+		return
+	}
+	if err := c.cfg.JobData.Delete(ctx, ids...); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "queue: could not delete the data kept for jobs deleted for good", slog.Int("jobs", len(ids)), slog.Any("error", err))
+	}
 }
 
 // eventFrom returns an event of type t for job id, with what its envelope env
@@ -289,7 +353,7 @@ func (c *Client) DeleteQueued(ctx context.Context, q, id string) error {
 	if !ok {
 		return fmt.Errorf("%w: %s in queue %s", ErrNotFound, id, q)
 	}
-	c.db.C.Del(ctx, c.db.Keys.Iter(id))
+	c.forget(ctx, id)
 	c.ev.Handle(ctx, ev)
 	return nil
 }
@@ -313,35 +377,24 @@ type Process struct {
 
 // Processes lists the processes that heartbeat in the namespace.
 func (c *Client) Processes(ctx context.Context) ([]Process, error) {
-	ids, err := c.db.C.ZRangeWithScores(ctx, c.db.Keys.Procs(), 0, -1).Result()
+	procs, err := c.db.Procs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: list processes: %w", err)
 	}
-	pipe := c.db.C.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(ids))
-	for i, z := range ids {
-		cmds[i] = pipe.HMGet(ctx, c.db.Keys.Proc(z.Member.(string)), "info", "busy")
-	}
-	if len(ids) > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("queue: read processes: %w", err)
-		}
-	}
-	out := make([]Process, 0, len(ids))
-	for i, z := range ids {
-		p := Process{ID: z.Member.(string), LastBeat: time.UnixMilli(int64(z.Score))}
-		vals := cmds[i].Val()
-		if s, _ := vals[0].(string); s != "" {
+	out := make([]Process, 0, len(procs))
+	for _, pr := range procs {
+		p := Process{ID: pr.ID, LastBeat: time.UnixMilli(int64(pr.Beat))}
+		if pr.Info != "" {
 			var info rdb.ProcessInfo
-			if json.Unmarshal([]byte(s), &info) == nil {
+			if json.Unmarshal([]byte(pr.Info), &info) == nil {
 				p.Hostname, p.PID, p.StartedAt, p.Extra = info.Hostname, info.PID, info.StartedAt, info.Extra
 				for _, q := range info.Queues {
 					p.Queues = append(p.Queues, QueueWeight(q))
 				}
 			}
 		}
-		if s, _ := vals[1].(string); s != "" {
-			_ = json.Unmarshal([]byte(s), &p.Busy)
+		if pr.Busy != "" {
+			_ = json.Unmarshal([]byte(pr.Busy), &p.Busy)
 		}
 		out = append(out, p)
 	}
@@ -362,26 +415,24 @@ func (c *Client) Stats(ctx context.Context, days int) ([]DayStats, DayStats, err
 		return nil, DayStats{}, errors.New("queue: days must not be negative")
 	}
 	now := c.now()
-	keys := []string{c.db.Keys.Stat("processed"), c.db.Keys.Stat("failed")}
+	fields := []string{"processed", "failed"}
 	out := make([]DayStats, days)
 	for i := range days {
 		d := rdb.Day(now.AddDate(0, 0, -i))
 		out[i].Day = d
-		keys = append(keys, c.db.Keys.StatDay("processed", d), c.db.Keys.StatDay("failed", d))
+		fields = append(fields, "processed:"+d, "failed:"+d)
 	}
-	vals, err := c.db.C.MGet(ctx, keys...).Result()
+	names, err := c.db.QueueNames(ctx)
+	if err != nil {
+		return nil, DayStats{}, fmt.Errorf("queue: list queues: %w", err)
+	}
+	vals, err := c.db.Stats(ctx, names, fields)
 	if err != nil {
 		return nil, DayStats{}, fmt.Errorf("queue: read stats: %w", err)
 	}
-	num := func(v any) int64 {
-		s, _ := v.(string)
-		var n int64
-		_, _ = fmt.Sscan(s, &n)
-		return n
-	}
-	total := DayStats{Day: "total", Processed: num(vals[0]), Failed: num(vals[1])}
+	total := DayStats{Day: "total", Processed: vals[0], Failed: vals[1]}
 	for i := range out {
-		out[i].Processed, out[i].Failed = num(vals[2+2*i]), num(vals[3+2*i])
+		out[i].Processed, out[i].Failed = vals[2+2*i], vals[3+2*i]
 	}
 	return out, total, nil
 }

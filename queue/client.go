@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ const (
 	DeadMaxJobsDefault = rdb.DeadMaxJobsDefault
 	// DeadMaxAgeDefault is how long a job stays in the dead set.
 	DeadMaxAgeDefault = rdb.DeadMaxAgeDefault
+	// EventsMaxDefault is how many events the events stream keeps.
+	EventsMaxDefault = rdb.EventsMaxDefault
 	// IDRetentionDefault is how long a caller-chosen job id is remembered.
 	IDRetentionDefault = 24 * time.Hour
 	// enqueueChunk bounds the jobs one script call adds.
@@ -58,6 +61,15 @@ type Config struct {
 	// DeadMaxAge is how long dead jobs are kept. Zero means
 	// DeadMaxAgeDefault.
 	DeadMaxAge time.Duration
+	// JobData, if set, is told when jobs are deleted for good (Delete,
+	// DeleteQueued, Cancel of a waiting job, dead jobs dropped to keep the
+	// dead set within its caps), so that data kept elsewhere per job can go
+	// too. The runner's cursor.Store keeps an iterable job's state and
+	// satisfies it: pass the same store the runners use.
+	JobData JobData
+	// EventsMax is how many events the namespace's events stream keeps
+	// (see Subscribe). Zero means EventsMaxDefault.
+	EventsMax int64
 	// IDRetention is how long a caller-chosen job id (EnqueueOpts.ID) is
 	// remembered, so that enqueuing it again adds nothing. Zero means
 	// IDRetentionDefault.
@@ -87,10 +99,16 @@ func (c Config) validate() error {
 	if err := checkName("namespace", c.Namespace); err != nil {
 		return err
 	}
-	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 || c.IDRetention < 0 {
-		return errors.New("queue: DeadMaxJobs, DeadMaxAge and IDRetention must not be negative")
+	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 || c.IDRetention < 0 || c.EventsMax < 0 {
+		return errors.New("queue: DeadMaxJobs, DeadMaxAge, IDRetention and EventsMax must not be negative")
 	}
 	return nil
+}
+
+// JobData is data kept per job outside the queue, which the queue asks to
+// drop when it deletes jobs for good (see Config.JobData).
+type JobData interface {
+	Delete(ctx context.Context, jobIDs ...string) error
 }
 
 // Middleware wraps an enqueue. It may change the job (add Meta, set a
@@ -118,8 +136,12 @@ func NewClient(c redis.UniversalClient, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	db := rdb.New(c, cfg.Namespace)
+	if cfg.EventsMax > 0 {
+		db.EventsMax = cfg.EventsMax
+	}
 	return &Client{
-		db:    rdb.New(c, cfg.Namespace),
+		db:    db,
 		cfg:   cfg,
 		ev:    rdb.Emitter{Publish: cfg.PublishEvents, Handler: cfg.OnEvent, Log: cfg.Logger},
 		now:   time.Now,
@@ -370,78 +392,102 @@ const CancelPendingTTL = 7 * 24 * time.Hour
 // it when it next fetches it. Finding a queued job scans its queue from the
 // tail (as Sidekiq's API does); cancel jobs in very long queues sparingly.
 func (c *Client) Cancel(ctx context.Context, id string) (jobtype.State, error) {
-	if st, err := c.cancelOutsideQueues(ctx, id, false); st != "" || err != nil {
-		return st, err
-	}
-	ev, removed, err := c.removeQueued(ctx, "", id, jobtype.EventCancelled)
+	queues, err := c.db.QueueNames(ctx)
 	if err != nil {
+		return "", fmt.Errorf("queue: cancel %s: list queues: %w", id, err)
+	}
+	// Twice: a job that moved while the first pass looked for it is found
+	// by the second.
+	for range 2 {
+		st, err := c.cancelOnce(ctx, id, queues)
+		if err != nil || st != "" {
+			return st, err
+		}
+	}
+	if err := c.db.ForgetCancels(ctx, id, queues); err != nil {
 		return "", fmt.Errorf("queue: cancel %s: %w", id, err)
-	}
-	if removed {
-		c.ev.Handle(ctx, ev)
-		return jobtype.StateQueued, nil
-	}
-	// Not in a queue now: it may have moved meanwhile. Look again, and
-	// forget the cancellation only if the job is nowhere.
-	if st, err := c.cancelOutsideQueues(ctx, id, true); st != "" || err != nil {
-		return st, err
 	}
 	return "", fmt.Errorf("%w: %s", ErrNotFound, id)
 }
 
-// cancelOutsideQueues records the cancellation and carries it out if the
-// job waits in a sorted set or runs; "" means it was found in neither. The
-// cancelled event of a job in a set is built from its envelope, read first
-// (see move).
-func (c *Client) cancelOutsideQueues(ctx context.Context, id string, forget bool) (jobtype.State, error) {
+// cancelOnce records the cancellation of id in every queue (a job never
+// changes queue, but Cancel does not know its queue), and carries it out
+// where the job is found: in a sorted set (removed), running (its runner
+// stops it) or waiting in a queue (removed). "" means it was not found.
+func (c *Client) cancelOnce(ctx context.Context, id string, queues []string) (jobtype.State, error) {
+	for _, q := range queues {
+		st, err := c.cancelInSets(ctx, q, id)
+		if err != nil {
+			return "", err
+		}
+		if st == jobtype.StateRunning {
+			return st, nil
+		}
+		if st != "" {
+			c.forget(ctx, id)
+			return st, c.db.ForgetCancels(ctx, id, slices.DeleteFunc(slices.Clone(queues), func(s string) bool { return s == q }))
+		}
+	}
+	for _, q := range queues {
+		ev, removed, err := c.removeQueued(ctx, q, id, jobtype.EventCancelled)
+		if err != nil {
+			return "", fmt.Errorf("queue: cancel %s: %w", id, err)
+		}
+		if removed {
+			c.forget(ctx, id)
+			c.ev.Handle(ctx, ev)
+			return jobtype.StateQueued, c.db.ForgetCancels(ctx, id, queues)
+		}
+	}
+	return "", nil
+}
+
+// cancelInSets records the cancellation of id in queue q and removes the job
+// if it waits in one of q's sorted sets, or finds it running ("" if
+// neither). The cancelled event of
+// such a job is built from its envelope, read first (see move).
+func (c *Client) cancelInSets(ctx context.Context, q, id string) (jobtype.State, error) {
 	check := c.ev.On()
 	for range maxRereads {
 		var env string
 		if check {
 			var err error
-			env, err = c.db.C.HGet(ctx, c.db.Keys.Job(id), "env").Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
+			if env, err = c.db.ParkedEnvelope(ctx, q, id); err != nil {
 				return "", fmt.Errorf("queue: cancel %s: read job: %w", id, err)
 			}
 		}
 		now := c.now()
 		ev := eventFrom(jobtype.EventCancelled, id, env, now)
-		st, err := c.db.Cancel(ctx, now, id, c.ev.Encode(ctx, ev), CancelPendingTTL, forget, check, env)
+		st, err := c.db.Cancel(ctx, q, now, id, c.ev.Encode(ctx, ev), CancelPendingTTL, check, env)
 		if err != nil {
 			return "", fmt.Errorf("queue: cancel %s: %w", id, err)
 		}
-		switch jobtype.State(st) {
-		case jobtype.StateScheduled, jobtype.StateRetry, jobtype.StateDead:
-			c.ev.Handle(ctx, ev)
+		switch st {
+		case rdb.CancelChanged:
+			continue
+		case "":
+			return "", nil
+		case string(jobtype.StateRunning):
+			return jobtype.StateRunning, nil
 		}
-		if st != rdb.CancelChanged {
-			return jobtype.State(st), nil
-		}
+		c.ev.Handle(ctx, ev)
+		return jobtype.State(st), nil
 	}
 	return "", fmt.Errorf("queue: cancel %s: the job kept changing while it was cancelled; try again", id)
 }
 
-// removeQueued removes job id from queue q (every queue when q is empty),
-// scanning from the tail so that jobs taken from the head meanwhile cannot
+// removeQueued removes job id from queue q, scanning from the tail so that jobs taken from the head meanwhile cannot
 // make it skip any, and emits an event of type t built from the envelope it
 // removed, which it returns.
 func (c *Client) removeQueued(ctx context.Context, q, id string, t jobtype.EventType) (jobtype.Event, bool, error) {
-	queues := []string{q}
-	if q == "" {
-		var err error
-		if queues, err = c.db.C.SMembers(ctx, c.db.Keys.Queues()).Result(); err != nil {
-			return jobtype.Event{}, false, err
-		}
-	}
 	prefix := "1|" + id + "|"
 	const page = 1000
-	for _, q := range queues {
-		key := c.db.Keys.Queue(q)
+	{
 		// Negative indexes count from the tail: taking jobs from the head
 		// does not move them, and enqueuing at the tail only moves jobs
 		// toward pages not yet read.
 		for end := int64(-1); ; end -= page {
-			envs, err := c.db.C.LRange(ctx, key, end-page+1, end).Result()
+			envs, err := c.db.QueueRange(ctx, q, end-page+1, end)
 			if err != nil {
 				return jobtype.Event{}, false, err
 			}
@@ -455,7 +501,7 @@ func (c *Client) removeQueued(ctx context.Context, q, id string, t jobtype.Event
 				if ev.Queue == "" {
 					ev.Queue = q
 				}
-				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], c.ev.Encode(ctx, ev), true)
+				ok, err := c.db.RemoveQueued(ctx, q, id, envs[i], c.ev.Encode(ctx, ev))
 				if err != nil || ok {
 					return ev, ok, err
 				}

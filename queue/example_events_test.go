@@ -20,7 +20,7 @@ func ExampleClient_Subscribe() {
 	defer rdb.Close()
 	client, _ := queue.NewClient(rdb, queue.Config{PublishEvents: true})
 
-	sub, _ := client.Subscribe(ctx)
+	sub, _ := client.Subscribe(ctx, nil)
 	defer sub.Close()
 	res, _ := client.Enqueue(ctx, "export", nil, &queue.EnqueueOpts{Meta: map[string]string{"user": "42"}})
 	_, _ = client.Cancel(ctx, res.Job.ID)

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/queue"
 )
@@ -127,7 +128,7 @@ func TestReviewEnqueueWhoseReplyIsLostAddsTheJobOnce(t *testing.T) {
 		require.NoError(t, err, "go-redis retried the call transparently")
 		require.EqualValues(t, 1, p.dropped.Load(), "one reply was lost")
 
-		envs := r.Client.LRange(ctx, "{"+r.Namespace+"}:q:default", 0, -1).Val()
+		envs := r.Client.LRange(ctx, rdb.NewKeys(r.Namespace).Q("default").Jobs(), 0, -1).Val()
 		copies := 0
 		for _, e := range envs {
 			if bytes.HasPrefix([]byte(e), []byte("1|"+res.Job.ID+"|")) {
@@ -154,7 +155,7 @@ func TestReviewUniqueEnqueueWhoseReplyIsLostIsNotReportedAsDuplicate(t *testing.
 		res, err := client.Enqueue(ctx, "k", 1, &queue.EnqueueOpts{UniqueKey: "only-one"})
 		require.NoError(t, err)
 		require.EqualValues(t, 1, p.dropped.Load())
-		require.Equal(t, int64(2), r.Client.LLen(ctx, "{"+r.Namespace+"}:q:default").Val(), "warmup + the unique job")
+		require.Equal(t, int64(2), r.Client.LLen(ctx, rdb.NewKeys(r.Namespace).Q("default").Jobs()).Val(), "warmup + the unique job")
 		require.False(t, res.Duplicate, "the job this call added (%s) is not a duplicate of another", res.Job.ID)
 	})
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -23,7 +24,6 @@ func TestMalformedPayloadIsDeadLetteredAndTheRunnerGoesOn(t *testing.T) {
 		runner.Register(b.reg, "plain", job, nil)
 		b.start(t, nil)
 		ctx := t.Context()
-		p := "{" + r.Namespace + "}:"
 
 		// A first job proves the runner is up and fetching.
 		first, err := b.client.Enqueue(ctx, "plain", countArgs{}, nil)
@@ -31,8 +31,8 @@ func TestMalformedPayloadIsDeadLetteredAndTheRunnerGoesOn(t *testing.T) {
 		b.ev.wait(t, first.Job.ID, jobtype.EventSucceeded)
 
 		const raw = "1|badjob|plain|default|1|0|-|0|0|9223372036854775807|9223372036854775807|{}"
-		require.NoError(t, r.Client.RPush(ctx, p+"q:default", raw).Err())
-		require.NoError(t, r.Client.Publish(ctx, p+"notify", "default").Err())
+		require.NoError(t, r.Client.RPush(ctx, dq(r).Jobs(), raw).Err())
+		require.NoError(t, r.Client.Publish(ctx, rdb.NewKeys(r.Namespace).Notify(), "default").Err())
 		good, err := b.client.Enqueue(ctx, "plain", countArgs{}, nil)
 		require.NoError(t, err)
 		b.ev.wait(t, good.Job.ID, jobtype.EventSucceeded)

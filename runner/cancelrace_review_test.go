@@ -82,6 +82,6 @@ func TestReviewCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
 	require.Equal(t, jobtype.StateRunning, st)
 	require.True(t, waitFor(10*time.Second, func() bool { return !armed.Load() }), "cancelLoop read the flag")
 	require.True(t, waitFor(10*time.Second, func() bool {
-		return r.Client.HLen(t.Context(), "{"+r.Namespace+"}:inflight:"+rr.ProcessID()).Val() == 0
+		return r.Client.HLen(t.Context(), dq(r).Inflight(rr.ProcessID())).Val() == 0
 	}), "the job finished")
 }

@@ -56,7 +56,7 @@ func TestJobCancelledBeforeItsRunStartsStopsCancelled(t *testing.T) {
 				if tc.resumed {
 					// A state left by an earlier run that started the job
 					// and got to item 10, with a lease below the next fetch's.
-					require.NoError(t, r.Client.IncrBy(ctx, "{"+r.Namespace+"}:leases", 10).Err())
+					require.NoError(t, r.Client.IncrBy(ctx, dq(r).Leases(), 10).Err())
 					_, err = b.store.Begin(ctx, res.Job.ID, 5)
 					require.NoError(t, err)
 					require.NoError(t, b.store.Save(ctx, res.Job.ID, 5, cursor.State{
@@ -87,14 +87,13 @@ func TestJobCancelledBeforeItsRunStartsStopsCancelled(t *testing.T) {
 
 				// Gone: not re-enqueued, not retried, not dead, not in flight,
 				// and its uniqueness key is free.
-				ns := "{" + r.Namespace + "}:"
 				testutil.Eventually(t, 5*time.Second, func() bool {
-					return r.Client.HLen(ctx, ns+"inflight:"+run.ProcessID()).Val() == 0
+					return r.Client.HLen(ctx, dq(r).Inflight(run.ProcessID())).Val() == 0
 				}, "the cancelled job leaves the in-flight hash")
-				require.Zero(t, r.Client.LLen(ctx, ns+"q:default").Val())
-				require.Zero(t, r.Client.ZCard(ctx, ns+"retry").Val())
-				require.Zero(t, r.Client.ZCard(ctx, ns+"dead").Val())
-				require.Zero(t, r.Client.ZCard(ctx, ns+"scheduled").Val())
+				require.Zero(t, r.Client.LLen(ctx, dq(r).Jobs()).Val())
+				require.Zero(t, r.Client.ZCard(ctx, dq(r).Retry()).Val())
+				require.Zero(t, r.Client.ZCard(ctx, dq(r).Dead()).Val())
+				require.Zero(t, r.Client.ZCard(ctx, dq(r).Sched()).Val())
 				again, err := b.client.Enqueue(ctx, "other", nil, &queue.EnqueueOpts{UniqueKey: "one"})
 				require.NoError(t, err)
 				require.False(t, again.Duplicate)
@@ -119,9 +118,8 @@ func TestCancelledJobWhoseOnStartFailsIsCancelledNotRetried(t *testing.T) {
 		b.ev.wait(t, res.Job.ID, jobtype.EventCancelled)
 		require.Equal(t, []string{"start"}, job.hooks())
 		require.Equal(t, []jobtype.EventType{jobtype.EventCancelled}, b.ev.types(res.Job.ID))
-		ns := "{" + r.Namespace + "}:"
-		require.Zero(t, r.Client.ZCard(ctx, ns+"retry").Val())
-		require.Zero(t, r.Client.ZCard(ctx, ns+"dead").Val())
-		require.Zero(t, r.Client.LLen(ctx, ns+"q:default").Val())
+		require.Zero(t, r.Client.ZCard(ctx, dq(r).Retry()).Val())
+		require.Zero(t, r.Client.ZCard(ctx, dq(r).Dead()).Val())
+		require.Zero(t, r.Client.LLen(ctx, dq(r).Jobs()).Val())
 	})
 }

@@ -126,6 +126,9 @@ type Config struct {
 	// PublishEvents publishes lifecycle events on the namespace's events
 	// channel (see queue.Client.Subscribe). Default off.
 	PublishEvents bool
+	// EventsMax is how many events the namespace's events stream keeps;
+	// see queue.Config.EventsMax. Zero means queue.EventsMaxDefault.
+	EventsMax int64
 	// OnEvent, if set, is called in-process for every lifecycle event the
 	// runner causes. It must be quick.
 	OnEvent func(context.Context, jobtype.Event)
@@ -202,7 +205,7 @@ func (c Config) validate() error {
 		errs = append(errs, errors.New("a registry (Config.Registry) is required"))
 	}
 	if c.Concurrency < 0 || c.CheckpointInterval < 0 || c.MaxAttempts < 0 || c.MaxRuntime < 0 ||
-		c.PollInterval < 0 || c.IdleWake < 0 || c.CancelCheckInterval < 0 || c.FetchAheadHold < 0 || c.FinishTimeout < 0 || c.ShutdownTimeout < 0 {
+		c.PollInterval < 0 || c.IdleWake < 0 || c.EventsMax < 0 || c.CancelCheckInterval < 0 || c.FetchAheadHold < 0 || c.FinishTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("durations and counts must not be negative"))
 	}
 	if len(errs) > 0 {

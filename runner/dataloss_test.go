@@ -63,7 +63,7 @@ func TestRunsGoOnWhenRedisLosesItsData(t *testing.T) {
 		require.Equal(t, 1, st.Executions, "the same run, restored")
 		require.Equal(t, []string{"start", "build:nil", "complete", "stop:completed"}, job.hooks())
 		testutil.Eventually(t, 5*time.Second, func() bool {
-			return r.Client.HLen(ctx, "{"+r.Namespace+"}:inflight:"+run.ProcessID()).Val() == 0
+			return r.Client.HLen(ctx, dq(r).Inflight(run.ProcessID())).Val() == 0
 		}, "both jobs acknowledged")
 		procs, err := b.client.Processes(ctx)
 		require.NoError(t, err)

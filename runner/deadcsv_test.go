@@ -128,7 +128,7 @@ func TestRunEventsDescribeTheJob(t *testing.T) {
 		job := newRecorder()
 		job.failAt[5] = 1
 		runner.RegisterIterable(b.reg, "count", job, nil)
-		sub, err := b.client.Subscribe(ctx)
+		sub, err := b.client.Subscribe(ctx, nil)
 		require.NoError(t, err)
 		defer sub.Close()
 		b.start(t, func(c *runner.Config) {

@@ -79,7 +79,7 @@ func TestReviewDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.
 	ctx := t.Context()
 	res, err := client.Enqueue(ctx, "once", struct{}{}, nil)
 	require.NoError(t, err)
-	dead := "{" + r.Namespace + "}:dead"
+	dead := dq(r).Dead()
 	require.True(t, waitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, dead, res.Job.ID).Err() == nil }), "the job died")
 	store, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace})
 	require.NoError(t, err)

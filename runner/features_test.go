@@ -528,7 +528,7 @@ func TestRecoveredJobIsMarkedStartedBeforeItRuns(t *testing.T) {
 		b := setup(t, r)
 		var run *runner.Runner
 		job := markCheck{rdb: r.Client, seen: make(chan [2]string, 2), key: func(string) string {
-			return "{" + r.Namespace + "}:started:" + run.ProcessID()
+			return dq(r).Started(run.ProcessID())
 		}}
 		runner.Register(b.reg, "mark", job, nil)
 		fresh, err := b.client.Enqueue(ctx, "mark", struct{}{}, nil)
@@ -614,7 +614,7 @@ func TestCompletedRunFailedByMiddlewareRunsAgainWhenRetried(t *testing.T) {
 				b.ev.wait(t, res.Job.ID, jobtype.EventDead)
 				st, err := store.Load(ctx, res.Job.ID)
 				require.NoError(t, err)
-				require.Equal(t, cursor.StatusFailed, st.Status, "the job did not complete: the middleware failed it")
+				require.Equal(t, cursor.StatusDead, st.Status, "the job did not complete: the middleware failed it, and it died")
 
 				require.NoError(t, b.client.RunNow(ctx, queue.SetDead, res.Job.ID))
 				b.ev.wait(t, res.Job.ID, jobtype.EventSucceeded)

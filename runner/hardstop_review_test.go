@@ -50,9 +50,8 @@ func TestReviewHardStopDuringBuildEnumeratorIsAnInterruption(t *testing.T) {
 		defer cancel()
 		require.NoError(t, rr.Stop(ctx))
 
-		p := "{" + r.Namespace + "}:"
-		require.Empty(t, r.Client.ZRange(ctx, p+"dead", 0, -1).Val(), "a hard stop killed job %s", res.Job.ID)
-		require.Empty(t, r.Client.ZRange(ctx, p+"retry", 0, -1).Val(), "a hard stop counted as a failed attempt")
-		require.Equal(t, int64(1), r.Client.LLen(ctx, p+"q:default").Val(), "the job is back in its queue")
+		require.Empty(t, r.Client.ZRange(ctx, dq(r).Dead(), 0, -1).Val(), "a hard stop killed job %s", res.Job.ID)
+		require.Empty(t, r.Client.ZRange(ctx, dq(r).Retry(), 0, -1).Val(), "a hard stop counted as a failed attempt")
+		require.Equal(t, int64(1), r.Client.LLen(ctx, dq(r).Jobs()).Val(), "the job is back in its queue")
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/queue"
 )
@@ -101,3 +102,6 @@ func freshOptions(r testutil.Redis) *redis.Options {
 
 // queueOpts1 enqueues a job with a single attempt.
 var queueOpts1 = queue.EnqueueOpts{MaxAttempts: 1}
+
+// dq returns the keys of r's namespace's default queue.
+func dq(r testutil.Redis) rdb.QKeys { return rdb.NewKeys(r.Namespace).Q("default") }

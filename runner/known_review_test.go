@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
 )
@@ -137,7 +138,7 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 		// The consequence: within a few heartbeats the sweep hands the
 		// running job to another run.
 		beats, last := 0, ""
-		procKey := "{" + r.Namespace + "}:proc:" + rr.ProcessID()
+		procKey := rdb.NewKeys(r.Namespace).Proc(rr.ProcessID())
 		waitFor(10*time.Second, func() bool {
 			if b := r.Client.HGet(ctx, procKey, "beat").Val(); b != last {
 				beats, last = beats+1, b

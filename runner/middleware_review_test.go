@@ -43,10 +43,10 @@ func TestReviewWrappingMiddlewareKeepsThePanicTrace(t *testing.T) {
 	ctx := t.Context()
 	res, err := newClient(t, r).Enqueue(ctx, "panicky", struct{}{}, nil)
 	require.NoError(t, err)
-	retry := "{" + r.Namespace + "}:retry"
+	retry := dq(r).Retry()
 	require.True(t, waitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, retry, res.Job.ID).Err() == nil }))
 	var jerr jobtype.JobError
-	require.NoError(t, json.Unmarshal([]byte(r.Client.HGet(ctx, "{"+r.Namespace+"}:j:"+res.Job.ID, "err").Val()), &jerr))
+	require.NoError(t, json.Unmarshal([]byte(r.Client.HGet(ctx, dq(r).Errors(), res.Job.ID).Val()), &jerr))
 	require.Contains(t, jerr.Message, "boom")
 	require.Contains(t, jerr.Trace, "panicky", "the stack trace of the panic is kept")
 }

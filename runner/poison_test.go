@@ -34,7 +34,7 @@ func TestRecoveredRunCheckpointsItsFirstItemsAndIsForgiven(t *testing.T) {
 		res, err := b.client.Enqueue(ctx, "count", countArgs{N: 10}, nil)
 		require.NoError(t, err)
 		// As the reaper leaves it: recovered twice from dead workers.
-		qk := "{" + r.Namespace + "}:q:default"
+		qk := dq(r).Jobs()
 		env, err := rdb.ParseEnvelope(r.Client.LIndex(ctx, qk, 0).Val())
 		require.NoError(t, err)
 		env.Recovered = 2
@@ -58,7 +58,7 @@ func TestRecoveredRunCheckpointsItsFirstItemsAndIsForgiven(t *testing.T) {
 		require.NoError(t, err)
 		require.JSONEq(t, "4", string(st.Cursor), "saved after the 1st, 2nd and 4th item")
 		require.Equal(t, cursor.StatusRunning, st.Status)
-		held := r.Client.HGet(ctx, "{"+r.Namespace+"}:inflight:"+run.ProcessID(), res.Job.ID).Val()
+		held := r.Client.HGet(ctx, dq(r).Inflight(run.ProcessID()), res.Job.ID).Val()
 		_, raw, ok := strings.Cut(held, "|")
 		require.True(t, ok, held)
 		env, err = rdb.ParseEnvelope(raw)

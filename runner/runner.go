@@ -84,8 +84,9 @@ func New(cfg Config) (*Runner, error) {
 		HeartbeatInterval: cfg.HeartbeatInterval, DeadAfter: cfg.DeadAfter, MaxRecoveries: cfg.MaxRecoveries,
 		IdleWake:    cfg.IdleWake,
 		DeadMaxJobs: cfg.DeadMaxJobs, DeadMaxAge: cfg.DeadMaxAge,
-		PublishEvents: cfg.PublishEvents, OnEvent: cfg.OnEvent,
-		Info: map[string]any{"concurrency": cfg.Concurrency, "kinds": cfg.Registry.Kinds()},
+		PublishEvents: cfg.PublishEvents, OnEvent: cfg.OnEvent, EventsMax: cfg.EventsMax,
+		Forget: store.Delete,
+		Info:   map[string]any{"concurrency": cfg.Concurrency, "kinds": cfg.Registry.Kinds()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("runner: %w", err)

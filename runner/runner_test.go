@@ -16,6 +16,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
@@ -252,11 +253,11 @@ func TestIterableJobRunsToCompletionWithHooks(t *testing.T) {
 		require.JSONEq(t, "50", string(st.Cursor))
 		require.Equal(t, int64(50), st.ItemsProcessed)
 		require.Equal(t, 1, st.Executions)
-		ttl := r.Client.TTL(t.Context(), "{"+r.Namespace+"}:it:"+res.Job.ID).Val()
+		ttl := r.Client.TTL(t.Context(), rdb.NewKeys(r.Namespace).Iter(res.Job.ID)).Val()
 		require.Greater(t, ttl, time.Hour, "completed state is kept for inspection")
 		require.LessOrEqual(t, ttl, cursor.CompletedTTLDefault)
-		require.Zero(t, r.Client.HLen(t.Context(), "{"+r.Namespace+"}:inflight:"+run.ProcessID()).Val(), "the finished job is no longer in flight")
-		require.Zero(t, r.Client.LLen(t.Context(), "{"+r.Namespace+"}:q:default").Val())
+		require.Zero(t, r.Client.HLen(t.Context(), dq(r).Inflight(run.ProcessID())).Val(), "the finished job is no longer in flight")
+		require.Zero(t, r.Client.LLen(t.Context(), dq(r).Jobs()).Val())
 	})
 }
 
@@ -278,7 +279,7 @@ func TestCompletedJobWhoseAckWasLostIsNotRunAgain(t *testing.T) {
 
 		// The state the completed run left: owned by an earlier lease than
 		// the next fetch hands out.
-		require.NoError(t, r.Client.IncrBy(ctx, "{"+r.Namespace+"}:leases", 10).Err())
+		require.NoError(t, r.Client.IncrBy(ctx, dq(r).Leases(), 10).Err())
 		_, err = b.store.Begin(ctx, res.Job.ID, 5)
 		require.NoError(t, err)
 		done := cursor.State{Cursor: []byte("50"), Started: true, ItemsProcessed: 50, Status: cursor.StatusCompleted,
@@ -297,9 +298,9 @@ func TestCompletedJobWhoseAckWasLostIsNotRunAgain(t *testing.T) {
 		require.Equal(t, cursor.StatusCompleted, st.Status)
 		require.JSONEq(t, "50", string(st.Cursor))
 		require.Equal(t, 2, st.Executions)
-		ttl := r.Client.TTL(ctx, "{"+r.Namespace+"}:it:"+res.Job.ID).Val()
+		ttl := r.Client.TTL(ctx, rdb.NewKeys(r.Namespace).Iter(res.Job.ID)).Val()
 		require.LessOrEqual(t, ttl, cursor.CompletedTTLDefault, "the state keeps a finished job's TTL")
-		require.Zero(t, r.Client.LLen(ctx, "{"+r.Namespace+"}:q:default").Val())
+		require.Zero(t, r.Client.LLen(ctx, dq(r).Jobs()).Val())
 	})
 }
 
@@ -344,8 +345,8 @@ func interruptCase(t *testing.T, r testutil.Redis, interrupt func(*runner.Runner
 	require.Equal(t, cursor.StatusCompleted, st.Status)
 	// MaxAttempts is 1: had the interruption counted as an attempt, the
 	// job would have died instead of finishing.
-	require.Zero(t, r.Client.ZCard(t.Context(), "{"+r.Namespace+"}:dead").Val())
-	require.Empty(t, r.Client.Get(t.Context(), "{"+r.Namespace+"}:stat:failed").Val())
+	require.Zero(t, r.Client.ZCard(t.Context(), dq(r).Dead()).Val())
+	require.Empty(t, r.Client.HGet(t.Context(), dq(r).Stats(), "failed").Val())
 }
 
 func TestQuietInterruptsAndResumes(t *testing.T) {
@@ -382,7 +383,7 @@ func TestErrorResumesFromLastGoodCursor(t *testing.T) {
 			"resume", "build:30", "stop:failed",
 			"resume", "build:30", "complete", "stop:completed",
 		}, job.hooks())
-		require.Equal(t, "2", r.Client.Get(t.Context(), "{"+r.Namespace+"}:stat:failed").Val())
+		require.Equal(t, "2", r.Client.HGet(t.Context(), dq(r).Stats(), "failed").Val())
 	})
 }
 
@@ -419,13 +420,13 @@ func TestBadCursorGoesToRetryWithClearErrorAndLosesNothing(t *testing.T) {
 		require.NoError(t, err)
 		// A state left by an older version of the job, whose cursor was an
 		// object.
-		itKey := "{" + r.Namespace + "}:it:" + res.Job.ID
+		itKey := rdb.NewKeys(r.Namespace).Iter(res.Job.ID)
 		require.NoError(t, r.Client.HSet(t.Context(), itKey, "cursor", `{"page":3}`, "started", "1", "run", "0").Err())
 
 		b.start(t, func(c *runner.Config) { c.Backoff = func(int) time.Duration { return time.Hour } })
 		fail := b.ev.wait(t, res.Job.ID, jobtype.EventRetrying)
 		require.Contains(t, fail.Error, `stored cursor {"page":3} does not decode into int64`)
-		require.Equal(t, []string{res.Job.ID}, r.Client.ZRange(t.Context(), "{"+r.Namespace+"}:retry", 0, -1).Val())
+		require.Equal(t, []string{res.Job.ID}, r.Client.ZRange(t.Context(), dq(r).Retry(), 0, -1).Val())
 		require.Equal(t, `{"page":3}`, r.Client.HGet(t.Context(), itKey, "cursor").Val(), "the stored cursor is kept")
 		require.Empty(t, job.hooks(), "no hook ran on a state the job cannot read")
 	})
@@ -614,3 +615,6 @@ func TestOnStartRunsAgainUntilItSucceeds(t *testing.T) {
 			"a failed OnStart is retried (no OnStop: the run never started); OnResume is for runs after a successful start")
 	})
 }
+
+// dq returns the keys of r's namespace's default queue.
+func dq(r testutil.Redis) rdb.QKeys { return rdb.NewKeys(r.Namespace).Q("default") }

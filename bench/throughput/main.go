@@ -157,7 +157,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 		return err
 	}
 	processed := func() int64 {
-		v, _ := rdb.Get(ctx, "{"+ns+"}:stat:processed").Int64()
+		v, _ := rdb.HGet(ctx, "{"+ns+"/default}:stats", "processed").Int64() // see internal/rdb/keys.go
 		return v
 	}
 	rt.n.Store(0)
@@ -233,7 +233,7 @@ func latency(ctx context.Context, client *queue.Client, r *runner.Runner, job *n
 
 func deleteNamespace(rdb *redis.Client, ns string) {
 	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, "{"+ns+"}:*", 1000).Iterator()
+	iter := rdb.Scan(ctx, 0, "{"+ns+"[}/]*", 1000).Iterator()
 	var keys []string
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())

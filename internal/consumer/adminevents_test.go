@@ -64,7 +64,7 @@ func eventClient(t *testing.T, r testutil.Redis, c redis.UniversalClient) (*queu
 	log := &eventLog{}
 	client, err := queue.NewClient(c, queue.Config{Namespace: r.Namespace, Logger: quiet, PublishEvents: true, OnEvent: log.handle})
 	require.NoError(t, err)
-	log.sub, err = client.Subscribe(t.Context())
+	log.sub, err = client.Subscribe(t.Context(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = log.sub.Close() })
 	return client, log

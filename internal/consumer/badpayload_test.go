@@ -29,8 +29,8 @@ func TestMalformedPayloadIsListedAndDeadLettered(t *testing.T) {
 		ctx := t.Context()
 		enqueued := time.Now().Add(-time.Minute)
 		raw := hugeLengths("badjob", enqueued)
-		require.NoError(t, r.Client.RPush(ctx, b.key("q:default"), raw).Err())
-		require.NoError(t, r.Client.SAdd(ctx, b.key("queues"), "default").Err())
+		require.NoError(t, r.Client.RPush(ctx, b.q().Jobs(), raw).Err())
+		require.NoError(t, r.Client.SAdd(ctx, b.keys().Queues(), "default").Err())
 		good, err := b.client.Enqueue(ctx, "email", nil, nil)
 		require.NoError(t, err)
 
@@ -69,8 +69,8 @@ func TestMalformedPayloadIsListedAndDeadLettered(t *testing.T) {
 		require.WithinDuration(t, time.Now(), dead[0].LastError.At, time.Minute, "the error recorded at death is shown")
 
 		// A bad payload waiting in the scheduled set lists too.
-		require.NoError(t, r.Client.HSet(ctx, b.key("j:badsched"), "env", hugeLengths("badsched", enqueued)).Err())
-		require.NoError(t, r.Client.ZAdd(ctx, b.key("scheduled"), redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "badsched"}).Err())
+		require.NoError(t, r.Client.HSet(ctx, b.q().Parked(), "badsched", hugeLengths("badsched", enqueued)).Err())
+		require.NoError(t, r.Client.ZAdd(ctx, b.q().Sched(), redis.Z{Score: float64(time.Now().Add(time.Hour).UnixMilli()), Member: "badsched"}).Err())
 		sched, err := b.client.SetJobs(ctx, queue.SetScheduled, 0, 10)
 		require.NoError(t, err)
 		require.Len(t, sched, 1)

@@ -44,7 +44,7 @@ func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 		again, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		if len(again) == 1 {
-			flags, err := b.cons.CancelRequested(ctx, []string{res.Job.ID})
+			flags, err := b.cons.CancelRequested(ctx, []*jobtype.Job{res.Job})
 			require.NoError(t, err)
 			require.True(t, flags[0], "a cancelled job that runs again is flagged")
 		}

@@ -96,6 +96,13 @@ type Config struct {
 	// PublishEvents and OnEvent: see Config.
 	PublishEvents bool
 	OnEvent       func(context.Context, jobtype.Event)
+	// Forget, if set, is told the ids of dead jobs the dead set dropped to
+	// stay within its caps, so that data kept per job (iteration state) can
+	// go too.
+	Forget func(ctx context.Context, ids ...string) error
+	// EventsMax is how many events the events stream keeps. Zero means
+	// rdb.EventsMaxDefault.
+	EventsMax int64
 	// Info is extra process information shown by the admin API (for
 	// example the concurrency); it is encoded as JSON.
 	Info map[string]any
@@ -212,6 +219,10 @@ type Consumer struct {
 	recheck time.Duration // asked for by the last Reap
 
 	epoch string // the namespace's epoch, learnt at the first beat
+
+	pendMu  sync.Mutex
+	pend    []string      // encoded events no queue change carried yet
+	pendNew chan struct{} // signalled when pend becomes non-empty
 }
 
 // New returns a consumer on c, which it never closes.
@@ -227,8 +238,13 @@ func New(c redis.UniversalClient, cfg Config) (*Consumer, error) {
 	for _, q := range cfg.Queues {
 		mine[q.Name] = true
 	}
+	db := rdb.New(c, cfg.Namespace)
+	if cfg.EventsMax > 0 {
+		db.EventsMax = cfg.EventsMax
+	}
 	return &Consumer{
-		db:      rdb.New(c, cfg.Namespace),
+		db:      db,
+		pendNew: make(chan struct{}, 1),
 		cfg:     cfg,
 		ev:      rdb.Emitter{Publish: cfg.PublishEvents, Handler: cfg.OnEvent, Log: cfg.Logger},
 		log:     cfg.Logger,
@@ -264,16 +280,33 @@ func (c *Consumer) Start(ctx context.Context) error {
 		return fmt.Errorf("consumer: subscribe to notifications: %w", err)
 	}
 	c.alive = alive
+	if err := c.db.RegisterQueues(ctx, c.queueNames()...); err != nil {
+		_ = ps.Close()
+		return fmt.Errorf("consumer: register queues: %w", err)
+	}
 	if _, err := c.heartbeat(ctx, nil, true); err != nil {
 		c.alive = ""
 		_ = ps.Close()
 		return err
 	}
+	if err := c.db.RegisterIn(ctx, c.cfg.ProcessID, c.queueNames(), true, c.now()); err != nil {
+		_ = ps.Close()
+		return fmt.Errorf("consumer: register in queues: %w", err)
+	}
 	c.ps = ps
 	c.done = make(chan struct{})
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.listen(ps.Channel(redis.WithChannelSize(64)))
+	go c.flushLoop()
 	return nil
+}
+
+func (c *Consumer) queueNames() []string {
+	out := make([]string, len(c.cfg.Queues))
+	for i, q := range c.cfg.Queues {
+		out[i] = q.Name
+	}
+	return out
 }
 
 func (c *Consumer) listen(msgs <-chan *redis.Message) {
@@ -327,17 +360,20 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	err := c.ps.Close()
 	c.wg.Wait()
 	c.ps, c.alive = nil, ""
-	n, ierr := c.db.C.HLen(ctx, c.db.Keys.Inflight(c.cfg.ProcessID)).Result()
+	ferr := c.flushPending(ctx)
+	held, ierr := c.db.InFlight(ctx, c.cfg.ProcessID, c.queueNames())
+	n := 0
+	for _, ids := range held {
+		n += len(ids)
+	}
 	if ierr == nil && n == 0 {
-		pipe := c.db.C.TxPipeline()
-		pipe.ZRem(ctx, c.db.Keys.Procs(), c.cfg.ProcessID)
-		pipe.Del(ctx, c.db.Keys.Proc(c.cfg.ProcessID), c.db.Keys.Started(c.cfg.ProcessID))
-		_, ierr = pipe.Exec(ctx)
+		ierr = errors.Join(c.db.RegisterIn(ctx, c.cfg.ProcessID, c.queueNames(), false, c.now()),
+			c.db.Deregister(ctx, c.cfg.ProcessID))
 	} else if ierr == nil {
 		c.log.WarnContext(ctx, "consumer: stopping with jobs in flight; they return to their queues when this process is reaped",
-			slog.String("process", c.cfg.ProcessID), slog.Int64("in_flight", n))
+			slog.String("process", c.cfg.ProcessID), slog.Int("in_flight", n))
 	}
-	return errors.Join(err, ierr)
+	return errors.Join(err, ferr, ierr)
 }
 
 // order returns the queues in the order this fetch looks at them.
@@ -393,14 +429,14 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*jobtype.Job, error) {
 		if err != nil {
 			id := rdb.EnvelopeID(f.Envelope, f.Lease)
 			c.log.ErrorContext(ctx, "consumer: undecodable job sent to the dead set", slog.String("jid", id), slog.Any("error", err))
-			bad := &jobtype.Job{ID: id, Lease: f.Lease, Attempt: 1}
+			bad := &jobtype.Job{ID: id, Queue: f.Queue, Lease: f.Lease, Attempt: 1}
 			// A nil envelope keeps the payload as stored, for inspection.
 			if kerr := c.kill(ctx, bad, nil, jobtype.NewJobError(err, rdb.DecodeTrace(err), 1, c.now()), nil); kerr != nil {
 				c.log.ErrorContext(ctx, "consumer: kill undecodable job", slog.String("jid", id), slog.Any("error", kerr))
 			}
 			continue
 		}
-		j.Lease = f.Lease
+		j.Lease, j.Queue = f.Lease, f.Queue
 		j.State = jobtype.StateRunning
 		if j.Recovered > c.cfg.MaxRecoveries {
 			perr := fmt.Errorf("consumer: poison pill: the worker running this job died %d times (max %d)", j.Recovered, c.cfg.MaxRecoveries)
@@ -439,7 +475,7 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 		evs = make([]jobtype.Event, len(done))
 	}
 	for i, d := range done {
-		owned[i] = rdb.Owned{ID: d.Job.ID, Lease: d.Job.Lease}
+		owned[i] = rdb.Owned{ID: d.Job.ID, Queue: d.Job.Queue, Lease: d.Job.Lease}
 		if withEvents {
 			ev := jobtype.NewEvent(jobtype.EventSucceeded, d.Job, now)
 			if d.Event != nil {
@@ -449,8 +485,10 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 			owned[i].Event = c.ev.Encode(ctx, ev)
 		}
 	}
-	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned)
+	pre := c.takePending()
+	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned, pre)
 	if err != nil {
+		c.putBack(pre)
 		return nil, fmt.Errorf("consumer: ack %d jobs: %w", len(done), err)
 	}
 	if c.ev.Handler != nil {
@@ -471,7 +509,7 @@ func (c *Consumer) Release(ctx context.Context, jobs []*jobtype.Job) error {
 	}
 	owned := make([]rdb.Owned, len(jobs))
 	for i, j := range jobs {
-		owned[i] = rdb.Owned{ID: j.ID, Lease: j.Lease}
+		owned[i] = rdb.Owned{ID: j.ID, Queue: j.Queue, Lease: j.Lease}
 	}
 	if _, err := c.db.Release(ctx, c.cfg.ProcessID, owned); err != nil {
 		return fmt.Errorf("consumer: release %d jobs: %w", len(jobs), err)
@@ -481,14 +519,21 @@ func (c *Consumer) Release(ctx context.Context, jobs []*jobtype.Job) error {
 
 func (c *Consumer) finish(ctx context.Context, j *jobtype.Job, f rdb.Finish, ev *jobtype.Event) error {
 	now := c.now()
-	f.ProcID, f.ID, f.Lease = c.cfg.ProcessID, j.ID, j.Lease
+	f.ProcID, f.ID, f.Queue, f.Lease = c.cfg.ProcessID, j.ID, j.Queue, j.Lease
 	f.DeadMax, f.DeadMaxAge = c.cfg.DeadMaxJobs, c.cfg.DeadMaxAge
 	if ev != nil {
 		f.Event = c.ev.Encode(ctx, *ev)
 	}
-	ok, err := c.db.Finish(ctx, now, f)
+	f.Pre = c.takePending()
+	ok, trimmed, err := c.db.Finish(ctx, now, f)
 	if err != nil {
+		c.putBack(f.Pre)
 		return fmt.Errorf("consumer: %s %s: %w", f.Action, j.ID, err)
+	}
+	if len(trimmed) > 0 && c.cfg.Forget != nil {
+		if err := c.cfg.Forget(ctx, trimmed...); err != nil {
+			c.log.WarnContext(ctx, "consumer: could not forget the data of dead jobs dropped from the dead set", slog.Int("jobs", len(trimmed)), slog.Any("error", err))
+		}
 	}
 	if !ok {
 		return fmt.Errorf("%w: %s %s (lease %d)", ErrLeaseLost, f.Action, j.ID, j.Lease)
@@ -560,26 +605,114 @@ func (c *Consumer) Cancelled(ctx context.Context, j *jobtype.Job, ev *jobtype.Ev
 	return c.finish(ctx, j, rdb.Finish{Action: rdb.ActionCancel}, ev)
 }
 
-// CancelRequested reports, in one round trip, which of the running jobs ids
+// CancelRequested reports, in one round trip, which of the running jobs
 // have a pending cancellation.
-func (c *Consumer) CancelRequested(ctx context.Context, ids []string) ([]bool, error) {
-	if len(ids) == 0 {
+func (c *Consumer) CancelRequested(ctx context.Context, jobs []*jobtype.Job) ([]bool, error) {
+	if len(jobs) == 0 {
 		return nil, nil
 	}
-	scores, err := c.db.C.ZMScore(ctx, c.db.Keys.Cancels(), ids...).Result()
+	ids, queues := make([]string, len(jobs)), make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i], queues[i] = j.ID, j.Queue
+	}
+	out, err := c.db.Cancelled(ctx, ids, queues)
 	if err != nil {
 		return nil, fmt.Errorf("consumer: read pending cancellations: %w", err)
-	}
-	out := make([]bool, len(ids))
-	for i, sc := range scores {
-		out[i] = sc > 0 // request times in ms; 0 is a missing member
 	}
 	return out, nil
 }
 
 // Publish sends an event that no queue change carries (started, resumed,
-// checkpointed) to the in-process handler and, if enabled, the channel.
-func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) { c.ev.Send(ctx, c.db, ev) }
+// checkpointed, failed) to the in-process handler and, if enabled, to the
+// events stream: it goes out with the next ack or finish this consumer
+// writes (so it precedes the events of that change), or within
+// pendingFlush.
+func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) {
+	c.ev.Handle(ctx, ev)
+	b := c.ev.Encode(ctx, ev)
+	if b == nil {
+		return
+	}
+	c.pendMu.Lock()
+	c.pend = append(c.pend, string(b))
+	first := len(c.pend) == 1
+	c.pendMu.Unlock()
+	if first {
+		select {
+		case c.pendNew <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pendingFlush is the longest an event Publish buffered waits for a queue
+// change to carry it.
+const pendingFlush = 20 * time.Millisecond
+
+// takePending takes the buffered events, for a call that carries them.
+func (c *Consumer) takePending() rdb.Pending {
+	c.pendMu.Lock()
+	defer c.pendMu.Unlock()
+	if len(c.pend) == 0 {
+		return rdb.Pending{}
+	}
+	p := rdb.Pending{Events: strings.Join(c.pend, ","), N: len(c.pend)}
+	c.pend = c.pend[:0]
+	return p
+}
+
+// putBack returns events taken by a call that failed, ahead of any buffered
+// since.
+func (c *Consumer) putBack(p rdb.Pending) {
+	if p.N == 0 {
+		return
+	}
+	c.pendMu.Lock()
+	c.pend = append([]string{p.Events}, c.pend...)
+	c.pendMu.Unlock()
+}
+
+// flushPending appends the buffered events to the stream.
+func (c *Consumer) flushPending(ctx context.Context) error {
+	p := c.takePending()
+	if p.N == 0 {
+		return nil
+	}
+	if err := c.db.AppendEvents(ctx, "["+p.Events+"]"); err != nil {
+		c.putBack(p)
+		return fmt.Errorf("consumer: append events: %w", err)
+	}
+	return nil
+}
+
+// flushLoop appends buffered events that no queue change carried within
+// pendingFlush.
+func (c *Consumer) flushLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.pendNew:
+		}
+		t := time.NewTimer(pendingFlush)
+		select {
+		case <-c.done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.flushPending(ctx); err != nil {
+			c.log.WarnContext(ctx, "consumer: events not written yet; trying again", slog.Any("error", err))
+			select {
+			case c.pendNew <- struct{}{}:
+			default:
+			}
+		}
+		cancel()
+	}
+}
 
 // BeatStatus is what a heartbeat found.
 type BeatStatus int
@@ -651,22 +784,24 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []jobtype.BusyJob, first 
 	}
 	c.beaten = true
 	c.epoch = reply.Epoch
-	switch reply.Status {
-	case rdb.BeatReaped:
-		return BeatReaped, nil
-	case rdb.BeatDataLost:
-		return BeatDataLost, nil
+	if reply.Status == rdb.BeatAlive {
+		return BeatAlive, nil
 	}
-	return BeatAlive, nil
+	// Registered again: the process may fetch again from its queues.
+	if err := c.db.RegisterIn(ctx, c.cfg.ProcessID, c.queueNames(), true, c.now()); err != nil {
+		return 0, fmt.Errorf("consumer: register in queues: %w", err)
+	}
+	if reply.Status == rdb.BeatReaped {
+		return BeatReaped, nil
+	}
+	return BeatDataLost, nil
 }
 
 // HeldJob is a job this process holds, for Restore.
 type HeldJob struct {
-	Job *jobtype.
-		// Started says its run has started (and, for a recovered job, was
-		// marked so: see MarkStarted).
-		Job
-
+	Job *jobtype.Job
+	// Started says its run has started (and, for a recovered job, was
+	// marked so: see MarkStarted).
 	Started bool
 }
 
@@ -681,9 +816,9 @@ func (c *Consumer) Restore(ctx context.Context, jobs []HeldJob) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		held = append(held, rdb.Held{ID: h.Job.ID, Lease: h.Job.Lease, Envelope: env, Started: h.Started && h.Job.Recovered > 0})
+		held = append(held, rdb.Held{ID: h.Job.ID, Queue: h.Job.Queue, Lease: h.Job.Lease, Envelope: env, Started: h.Started && h.Job.Recovered > 0})
 	}
-	n, err := c.db.Restore(ctx, c.cfg.ProcessID, c.procTTL(), held)
+	n, err := c.db.Restore(ctx, c.cfg.ProcessID, held)
 	if err != nil {
 		return 0, fmt.Errorf("consumer: restore %d in-flight jobs: %w", len(jobs), err)
 	}
@@ -725,11 +860,11 @@ func (c *Consumer) NextReap() time.Duration {
 	return c.recheck
 }
 
-// Promote moves due jobs from the scheduled and retry sets to their queues
-// (up to limit from each). It returns how many it moved and when the next
+// Promote moves due jobs from the scheduled and retry sets of the
+// consumer's queues to their queues (up to limit from each). It returns how many it moved and when the next
 // one is due (zero time: none waiting).
 func (c *Consumer) Promote(ctx context.Context, limit int) (int, time.Time, error) {
-	n, next, err := c.db.Promote(ctx, c.now(), limit)
+	n, next, err := c.db.Promote(ctx, c.now(), limit, c.queueNames())
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("consumer: promote due jobs: %w", err)
 	}
@@ -745,20 +880,22 @@ func (c *Consumer) Promote(ctx context.Context, limit int) (int, time.Time, erro
 // reply was lost to a dropped connection. Call it only while no Fetch of this
 // consumer is in progress.
 func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (int, error) {
-	ids, err := c.db.InFlight(ctx, c.cfg.ProcessID)
+	held, err := c.db.InFlight(ctx, c.cfg.ProcessID, c.queueNames())
 	if err != nil {
 		return 0, fmt.Errorf("consumer: read in-flight jobs: %w", err)
 	}
-	var orphans []string
-	for _, id := range ids {
-		if !known[id] {
-			orphans = append(orphans, id)
+	var orphans []rdb.Owned
+	for q, ids := range held {
+		for _, id := range ids {
+			if !known[id] {
+				orphans = append(orphans, rdb.Owned{ID: id, Queue: q})
+			}
 		}
 	}
 	if len(orphans) == 0 {
 		return 0, nil
 	}
-	n, err := c.db.ReturnOrphans(ctx, c.cfg.ProcessID, orphans)
+	n, err := c.db.Release(ctx, c.cfg.ProcessID, orphans)
 	if err != nil {
 		return 0, fmt.Errorf("consumer: return orphaned jobs: %w", err)
 	}
@@ -773,7 +910,7 @@ func (c *Consumer) RecoverOrphans(ctx context.Context, known map[string]bool) (i
 // calls this only for jobs with Recovered > 0: one round trip per recovered
 // job, none on the common path.
 func (c *Consumer) MarkStarted(ctx context.Context, j *jobtype.Job) error {
-	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.ID, j.Lease, c.procTTL()); err != nil {
+	if err := c.db.MarkStarted(ctx, c.cfg.ProcessID, j.Queue, j.ID, j.Lease); err != nil {
 		return fmt.Errorf("consumer: mark %s started: %w", j.ID, err)
 	}
 	return nil
@@ -784,7 +921,7 @@ func (c *Consumer) MarkStarted(ctx context.Context, j *jobtype.Job) error {
 // poison pill (a long iterable job may be recovered from many deploys gone
 // wrong). It returns ErrLeaseLost if the run no longer holds the job.
 func (c *Consumer) Forgive(ctx context.Context, j *jobtype.Job) error {
-	ok, err := c.db.Forgive(ctx, c.cfg.ProcessID, j.ID, j.Lease)
+	ok, err := c.db.Forgive(ctx, c.cfg.ProcessID, j.Queue, j.ID, j.Lease)
 	if err != nil {
 		return fmt.Errorf("consumer: forgive %s: %w", j.ID, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/consumer"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -121,11 +122,7 @@ func TestUniqueForExpires(t *testing.T) {
 		dup, err := b.client.Enqueue(ctx, "k", nil, opts)
 		require.NoError(t, err)
 		require.True(t, dup.Duplicate)
-		if r.Mini != nil {
-			r.Mini.FastForward(200 * time.Millisecond)
-		} else {
-			time.Sleep(200 * time.Millisecond) // the TTL under test
-		}
+		time.Sleep(200 * time.Millisecond) // the TTL under test
 		second, err := b.client.Enqueue(ctx, "k", nil, opts)
 		require.NoError(t, err)
 		require.False(t, second.Duplicate, "the key expired after UniqueFor")
@@ -156,14 +153,14 @@ func TestCancelWaitingAndRunningJobs(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, jobs, 1, "the cancelled queued job is gone")
 		require.Equal(t, running.Job.ID, jobs[0].ID)
-		flags, err := b.cons.CancelRequested(ctx, []string{running.Job.ID})
+		flags, err := b.cons.CancelRequested(ctx, []*jobtype.Job{running.Job})
 		require.NoError(t, err)
 		require.False(t, flags[0])
 
 		st, err = b.client.Cancel(ctx, running.Job.ID)
 		require.NoError(t, err)
 		require.Equal(t, jobtype.StateRunning, st)
-		flags, err = b.cons.CancelRequested(ctx, []string{running.Job.ID})
+		flags, err = b.cons.CancelRequested(ctx, []*jobtype.Job{running.Job})
 		require.NoError(t, err)
 		require.True(t, flags[0], "a running job is flagged for its runner")
 		require.NoError(t, b.cons.Cancelled(ctx, jobs[0], nil))
@@ -304,7 +301,7 @@ func TestAdminListsMovesAndDeletes(t *testing.T) {
 		client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, PublishEvents: true,
 			OnEvent: func(_ context.Context, ev jobtype.Event) { got = append(got, ev) }})
 		require.NoError(t, err)
-		sub, err := client.Subscribe(ctx)
+		sub, err := client.Subscribe(ctx, nil)
 		require.NoError(t, err)
 		defer sub.Close()
 		go func() {
@@ -559,7 +556,7 @@ func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
 			}
 			require.Equal(t, min(crash-1, 1), recovered[ahead.Job.ID], "crash %d: the job never started counts its first recovery only", crash)
 			require.Positive(t, reapDead(t, live), "crash %d recovered", crash)
-			require.Zero(t, r.Client.Exists(ctx, "{"+r.Namespace+"}:started:"+victim.cons.ProcessID()).Val(), "the reaper drops the dead process's marks")
+			require.Zero(t, r.Client.Exists(ctx, rdb.NewKeys(r.Namespace).Q("default").Started(victim.cons.ProcessID())).Val(), "the reaper drops the dead process's marks")
 		}
 		dead, err := live.client.SetJobs(ctx, queue.SetDead, 0, 10)
 		require.NoError(t, err)
@@ -573,8 +570,8 @@ func TestFetchedAheadJobIsNoPoisonPill(t *testing.T) {
 }
 
 // A start mark lives as long as its run: the ack or the end of the run drops
-// it, and the marks of a process expire a day after its last heartbeat (each
-// beat refreshes them), so a process that dies unregistered leaves none for
+// it, and the marks of a process expire a day after the last was set (each
+// mark refreshes them), so a process that dies unregistered leaves none for
 // good.
 func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 	t.Parallel()
@@ -588,7 +585,7 @@ func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 		jobs, err := b.cons.Fetch(ctx, 2)
 		require.NoError(t, err)
 		require.Len(t, jobs, 2)
-		key := b.key("started:" + b.cons.ProcessID())
+		key := b.q().Started(b.cons.ProcessID())
 		for _, j := range jobs {
 			require.NoError(t, b.cons.MarkStarted(ctx, j))
 		}
@@ -598,9 +595,8 @@ func TestStartMarksAreDroppedWithTheRunAndExpire(t *testing.T) {
 		require.LessOrEqual(t, ttl, 24*time.Hour)
 
 		require.NoError(t, r.Client.Expire(ctx, key, time.Minute).Err())
-		_, err = b.cons.Heartbeat(ctx, nil)
-		require.NoError(t, err)
-		require.Greater(t, r.Client.TTL(ctx, key).Val(), 23*time.Hour, "a heartbeat refreshes the marks")
+		require.NoError(t, b.cons.MarkStarted(ctx, jobs[0]))
+		require.Greater(t, r.Client.TTL(ctx, key).Val(), 23*time.Hour, "each mark refreshes the marks' lifetime")
 
 		stale, err := b.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)

@@ -34,14 +34,14 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 		jid := res.Job.ID
 
 		// The snapshot Redis will go back to.
-		counter := r.Client.Get(ctx, b.key("leases")).Val()
-		env := r.Client.LIndex(ctx, b.key("q:default"), 0).Val()
+		counter := r.Client.Get(ctx, b.q().Leases()).Val()
+		env := r.Client.LIndex(ctx, b.q().Jobs(), 0).Val()
 		require.Contains(t, env, jid)
 
 		old, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
 		require.Len(t, old, 1)
-		entry := r.Client.HGet(ctx, b.key("inflight:"+b.cons.ProcessID()), jid).Val()
+		entry := r.Client.HGet(ctx, b.q().Inflight(b.cons.ProcessID()), jid).Val()
 		require.Equal(t, strconv.FormatInt(old[0].Lease, 10), strings.SplitN(entry, "|", 2)[0], "the in-flight entry holds the lease exactly")
 		st, err := store.Begin(ctx, jid, old[0].Lease)
 		require.NoError(t, err)
@@ -50,13 +50,13 @@ func TestLeasesStayFencedAfterRedisLosesWrites(t *testing.T) {
 
 		// Redis goes back to the snapshot.
 		if counter == "" {
-			require.NoError(t, r.Client.Del(ctx, b.key("leases")).Err())
+			require.NoError(t, r.Client.Del(ctx, b.q().Leases()).Err())
 		} else {
-			require.NoError(t, r.Client.Set(ctx, b.key("leases"), counter, 0).Err())
+			require.NoError(t, r.Client.Set(ctx, b.q().Leases(), counter, 0).Err())
 		}
-		require.NoError(t, r.Client.HDel(ctx, b.key("inflight:"+b.cons.ProcessID()), jid).Err())
-		require.NoError(t, r.Client.Del(ctx, b.key("it:"+jid)).Err())
-		require.NoError(t, r.Client.LPush(ctx, b.key("q:default"), env).Err())
+		require.NoError(t, r.Client.HDel(ctx, b.q().Inflight(b.cons.ProcessID()), jid).Err())
+		require.NoError(t, r.Client.Del(ctx, b.keys().Iter(jid)).Err())
+		require.NoError(t, r.Client.LPush(ctx, b.q().Jobs(), env).Err())
 
 		again, err := b.cons.Fetch(ctx, 1)
 		require.NoError(t, err)
@@ -106,7 +106,7 @@ func TestLeasesFollowTheClockOrACounterAheadOfIt(t *testing.T) {
 		require.LessOrEqual(t, first[0].Lease, time.Now().Add(time.Second).UnixMicro())
 
 		ahead := time.Now().Add(time.Hour).UnixMicro()
-		require.NoError(t, r.Client.Set(ctx, b.key("leases"), ahead, 0).Err())
+		require.NoError(t, r.Client.Set(ctx, b.q().Leases(), ahead, 0).Err())
 		params := make([]queue.Params, 3)
 		for i := range params {
 			params[i] = queue.Params{Kind: "k"}
@@ -119,6 +119,6 @@ func TestLeasesFollowTheClockOrACounterAheadOfIt(t *testing.T) {
 		for i, j := range jobs {
 			require.Equal(t, ahead+int64(i)+1, j.Lease)
 		}
-		require.Equal(t, strconv.FormatInt(ahead+3, 10), r.Client.Get(ctx, b.key("leases")).Val())
+		require.Equal(t, strconv.FormatInt(ahead+3, 10), r.Client.Get(ctx, b.q().Leases()).Val())
 	})
 }

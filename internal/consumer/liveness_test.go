@@ -41,7 +41,7 @@ func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
 		// connection and, with a job in flight, leaves it registered) and
 		// it beats no more. The hung process beats no more either.
 		require.NoError(t, victim.Stop(ctx))
-		beat := r.Client.ZScore(ctx, reaper.key("procs"), victim.ProcessID()).Val()
+		beat := r.Client.ZScore(ctx, reaper.keys().Procs(), victim.ProcessID()).Val()
 		lastBeat := time.UnixMilli(int64(beat))
 
 		// The first reap that finds it silent only marks it.
@@ -53,7 +53,7 @@ func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
 			require.Zero(t, n, "a process without its liveness connection is seen twice before it is reaped")
 			return reaper.cons.NextReap() > 0
 		}, "a reap to find the victim without its liveness connection")
-		require.NotEmpty(t, r.Client.HGet(ctx, reaper.key("proc:"+victim.ProcessID()), "gone").Val())
+		require.NotEmpty(t, r.Client.HGet(ctx, reaper.keys().Proc(victim.ProcessID()), "gone").Val())
 		require.LessOrEqual(t, reaper.cons.NextReap(), hb/2)
 
 		// A later reap confirms it.
@@ -74,9 +74,9 @@ func TestProcessWithoutLivenessConnectionIsReapedBeforeDeadAfter(t *testing.T) {
 		require.Equal(t, vj[0].ID, got[0].ID)
 
 		// The hung process, silent as long and longer, keeps its job.
-		require.NoError(t, r.Client.ZScore(ctx, reaper.key("procs"), hung.ProcessID()).Err(), "the hung process is still registered")
-		require.Equal(t, []string{hj[0].ID}, r.Client.HKeys(ctx, reaper.key("inflight:"+hung.ProcessID())).Val())
-		require.Empty(t, r.Client.HGet(ctx, reaper.key("proc:"+hung.ProcessID()), "gone").Val())
+		require.NoError(t, r.Client.ZScore(ctx, reaper.keys().Procs(), hung.ProcessID()).Err(), "the hung process is still registered")
+		require.Equal(t, []string{hj[0].ID}, r.Client.HKeys(ctx, reaper.q().Inflight(hung.ProcessID())).Val())
+		require.Empty(t, r.Client.HGet(ctx, reaper.keys().Proc(hung.ProcessID()), "gone").Val())
 	})
 }
 
@@ -102,7 +102,7 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 			b.First, b.Epoch = false, reply.Epoch
 		}
 		beat()
-		require.NoError(t, r.Client.HSet(ctx, db.Keys.Inflight("lonely"), "j", "1|x").Err())
+		require.NoError(t, r.Client.HSet(ctx, db.Keys.Q("default").Inflight("lonely"), "j", "1|x").Err())
 
 		// Beating on time, it is never even looked at.
 		deadline := time.Now().Add(5 * hb / 2)
@@ -128,8 +128,8 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, n)
 		require.Zero(t, reaper.cons.NextReap())
-		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Inflight("lonely")).Val())
-		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Inflight("lonely"), db.Keys.Proc("lonely")).Err())
+		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Q("default").Inflight("lonely")).Val())
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Q("default").Inflight("lonely"), db.Keys.Proc("lonely")).Err())
 	})
 }
 
@@ -185,7 +185,7 @@ func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
 		require.Greater(t, again[0].Lease, max(jobs[0].Lease, jobs[1].Lease))
 
 		// Reaped, by contrast: the epoch is still there.
-		require.NoError(t, r.Client.ZRem(ctx, b.key("procs"), b.cons.ProcessID()).Err())
+		require.NoError(t, r.Client.ZRem(ctx, b.keys().Procs(), b.cons.ProcessID()).Err())
 		status, err = b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
 		require.Equal(t, consumer.BeatReaped, status)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/consumer"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
@@ -38,7 +39,9 @@ func setup(t *testing.T, r testutil.Redis, cc consumer.Config) bundle {
 	return bundle{r: r, client: client, cons: cons}
 }
 
-func (b bundle) key(parts string) string { return "{" + b.r.Namespace + "}:" + parts }
+// keys are the bundle's namespace keys; q its default queue's.
+func (b bundle) keys() rdb.Keys { return rdb.NewKeys(b.r.Namespace) }
+func (b bundle) q() rdb.QKeys   { return b.keys().Q("default") }
 
 func TestEnqueueFetchAck(t *testing.T) {
 	t.Parallel()
@@ -63,7 +66,7 @@ func TestEnqueueFetchAck(t *testing.T) {
 		require.Positive(t, j.Lease)
 		require.WithinDuration(t, time.Now(), j.EnqueuedAt, time.Minute)
 
-		inflight := b.key("inflight:" + b.cons.ProcessID())
+		inflight := b.q().Inflight(b.cons.ProcessID())
 		require.Equal(t, []string{j.ID}, r.Client.HKeys(ctx, inflight).Val(), "a fetched job is in flight")
 
 		more, err := b.cons.Fetch(ctx, 10)
@@ -74,7 +77,7 @@ func TestEnqueueFetchAck(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, stale)
 		require.Empty(t, r.Client.HKeys(ctx, inflight).Val())
-		require.Equal(t, "1", r.Client.Get(ctx, b.key("stat:processed")).Val())
+		require.Equal(t, "1", r.Client.HGet(ctx, b.q().Stats(), "processed").Val())
 	})
 }
 
@@ -137,7 +140,7 @@ func TestRequeueGoesToHeadKeepsIdentityAndIsFenced(t *testing.T) {
 		stale, err := b2.cons.Ack(ctx, []consumer.Done{{Job: jobs[0]}})
 		require.NoError(t, err)
 		require.Equal(t, []string{first.Job.ID}, stale)
-		require.Equal(t, int64(1), r.Client.HLen(ctx, b.key("inflight:"+b2.cons.ProcessID())).Val(), "a stale ack leaves the new run in flight")
+		require.Equal(t, int64(1), r.Client.HLen(ctx, b.keys().Q("bulk").Inflight(b2.cons.ProcessID())).Val(), "a stale ack leaves the new run in flight")
 	})
 }
 
@@ -154,8 +157,8 @@ func TestRetrySetPromotesWithAttemptAndError(t *testing.T) {
 		due := time.Now().Add(-time.Millisecond)
 		jerr := jobtype.NewJobError(context.DeadlineExceeded, []byte("trace"), j.Attempt, time.Now())
 		require.NoError(t, b.cons.Retry(ctx, j, due, jerr, nil))
-		require.Equal(t, "1", r.Client.Get(ctx, b.key("stat:failed")).Val())
-		require.Equal(t, int64(1), r.Client.ZCard(ctx, b.key("retry")).Val())
+		require.Equal(t, "1", r.Client.HGet(ctx, b.q().Stats(), "failed").Val())
+		require.Equal(t, int64(1), r.Client.ZCard(ctx, b.q().Retry()).Val())
 
 		n, next, err := b.cons.Promote(ctx, 100)
 		require.NoError(t, err)
@@ -237,7 +240,7 @@ func TestUndecodablePayloadGoesToDeadSet(t *testing.T) {
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		b := setup(t, r, consumer.Config{})
 		ctx := t.Context()
-		require.NoError(t, r.Client.RPush(ctx, b.key("q:default"), "not an envelope", "1|bad2|k|default|x|0|-|0|0|0|0|{}").Err())
+		require.NoError(t, r.Client.RPush(ctx, b.q().Jobs(), "not an envelope", "1|bad2|k|default|x|0|-|0|0|0|0|{}").Err())
 		_, err := b.client.Enqueue(ctx, "ok", nil, nil)
 		require.NoError(t, err)
 
@@ -245,14 +248,14 @@ func TestUndecodablePayloadGoesToDeadSet(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, jobs, 1, "bad payloads are not handed out")
 		require.Equal(t, "ok", jobs[0].Kind)
-		dead := r.Client.ZRange(ctx, b.key("dead"), 0, -1).Val()
+		dead := r.Client.ZRange(ctx, b.q().Dead(), 0, -1).Val()
 		require.Len(t, dead, 2)
 		require.Contains(t, dead, "bad2")
 		for _, id := range dead {
-			require.Contains(t, r.Client.HGet(ctx, b.key("j:"+id), "err").Val(), "invalid job payload")
+			require.Contains(t, r.Client.HGet(ctx, b.q().Errors(), id).Val(), "invalid job payload")
 		}
-		require.Equal(t, "1|bad2|k|default|x|0|-|0|0|0|0|{}", r.Client.HGet(ctx, b.key("j:bad2"), "env").Val(), "the payload is kept for inspection")
-		require.Zero(t, r.Client.HLen(ctx, b.key("inflight:"+b.cons.ProcessID())).Val()-1, "only the good job stays in flight")
+		require.Equal(t, "1|bad2|k|default|x|0|-|0|0|0|0|{}", r.Client.HGet(ctx, b.q().Parked(), "bad2").Val(), "the payload is kept for inspection")
+		require.Zero(t, r.Client.HLen(ctx, b.q().Inflight(b.cons.ProcessID())).Val()-1, "only the good job stays in flight")
 	})
 }
 

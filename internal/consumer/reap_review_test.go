@@ -23,7 +23,7 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 		cc := consumer.Config{HeartbeatInterval: time.Millisecond, DeadAfter: 2 * time.Millisecond}
 		b := setup(t, r, cc) // b.cons is process A
 		reaper := newConsumer(t, r, cc)
-		procs := b.key("procs")
+		procs := b.keys().Procs()
 
 		// A beat once at Start and then stalled: the reaper presumes it dead.
 		testutil.Eventually(t, 5*time.Second, func() bool {
@@ -38,8 +38,8 @@ func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 		require.NoError(t, err)
 		_, err = b.cons.Fetch(ctx, 10)
 		require.ErrorIs(t, err, consumer.ErrReaped)
-		require.Equal(t, int64(1), r.Client.LLen(ctx, b.key("q:default")).Val(), "job %s is still queued", res.Job.ID)
-		require.Zero(t, r.Client.HLen(ctx, b.key("inflight:"+b.cons.ProcessID())).Val())
+		require.Equal(t, int64(1), r.Client.LLen(ctx, b.q().Jobs()).Val(), "job %s is still queued", res.Job.ID)
+		require.Zero(t, r.Client.HLen(ctx, b.q().Inflight(b.cons.ProcessID())).Val())
 
 		// Its heartbeat reports the reap and registers it again; then it
 		// may fetch.

@@ -35,7 +35,12 @@ func TestFarFutureScheduleIsRefusedNotRunNow(t *testing.T) {
 		}
 		qs, err := b.client.Queues(ctx)
 		require.NoError(t, err)
-		require.Empty(t, qs, "nothing was enqueued, not even EnqueueMany's valid job")
+		for _, q := range qs {
+			require.Zero(t, q.Size, "nothing was enqueued, not even EnqueueMany's valid job")
+		}
+		scheduled, err := b.client.SetSize(ctx, queue.SetScheduled)
+		require.NoError(t, err)
+		require.Zero(t, scheduled, "nothing was scheduled")
 
 		last := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 		res, err := b.client.Enqueue(ctx, "k", nil, &queue.EnqueueOpts{At: last})

@@ -109,15 +109,15 @@ func newBundle(t *testing.T, url string, c redis.UniversalClient, ns string) *bu
 func (b *bundle) describe() string {
 	ctx := context.Background()
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "queued %d", b.rdb.LLen(ctx, b.keys.Queue(queue.QueueDefault)).Val())
+	fmt.Fprintf(&sb, "queued %d", b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Val())
 	for _, set := range []string{"scheduled", "retry", "dead"} {
-		fmt.Fprintf(&sb, ", %s %d", set, b.rdb.ZCard(ctx, b.keys.Prefix()+set).Val())
+		fmt.Fprintf(&sb, ", %s %d", set, b.rdb.ZCard(ctx, b.keys.Q(queue.QueueDefault).Set(set)).Val())
 	}
 	procs := b.rdb.ZRangeWithScores(ctx, b.keys.Procs(), 0, -1).Val()
 	for _, p := range procs {
 		fmt.Fprintf(&sb, ", process %v (last beat %s ago)", p.Member, time.Since(time.UnixMilli(int64(p.Score))).Round(time.Millisecond))
 	}
-	inflight, _ := b.rdb.Keys(ctx, b.keys.Inflight("*")).Result()
+	inflight, _ := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
 	for _, k := range inflight {
 		ids := b.rdb.HKeys(ctx, k).Val()
 		fmt.Fprintf(&sb, ", %d in flight in %s %v", len(ids), k, ids[:min(len(ids), 5)])
@@ -469,22 +469,22 @@ func (b *bundle) hlen(key string) int64 {
 func (b *bundle) requireDrained() {
 	b.t.Helper()
 	ctx := context.Background()
-	queued, err := b.rdb.LLen(ctx, b.keys.Queue(queue.QueueDefault)).Result()
+	queued, err := b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Result()
 	require.NoError(b.t, err)
 	require.Zero(b.t, queued, "jobs left in the queue")
-	for _, set := range []string{b.keys.Scheduled(), b.keys.Retry(), b.keys.Dead()} {
+	for _, set := range []string{b.keys.Q(queue.QueueDefault).Sched(), b.keys.Q(queue.QueueDefault).Retry(), b.keys.Q(queue.QueueDefault).Dead()} {
 		n, err := b.rdb.ZCard(ctx, set).Result()
 		require.NoError(b.t, err)
 		if n > 0 {
 			members, _ := b.rdb.ZRange(ctx, set, 0, 4).Result()
 			var errs []string
 			for _, m := range members {
-				errs = append(errs, b.rdb.HGet(ctx, b.keys.Job(m), "err").Val())
+				errs = append(errs, b.rdb.HGet(ctx, b.keys.Q(queue.QueueDefault).Errors(), m).Val())
 			}
 			require.Zero(b.t, n, "jobs left in %s; first errors: %q", set, errs)
 		}
 	}
-	inflight, err := b.rdb.Keys(ctx, b.keys.Inflight("*")).Result()
+	inflight, err := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
 	require.NoError(b.t, err)
 	for _, k := range inflight {
 		n, err := b.rdb.HLen(ctx, k).Result()
@@ -781,10 +781,10 @@ func (b *bundle) waitCompleted(jobs int) (stranded []string) {
 // onlyInFlight reports whether no job waits in a queue or a sorted set.
 func (b *bundle) onlyInFlight() bool {
 	ctx := context.Background()
-	if b.rdb.LLen(ctx, b.keys.Queue(queue.QueueDefault)).Val() != 0 {
+	if b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Val() != 0 {
 		return false
 	}
-	for _, set := range []string{b.keys.Scheduled(), b.keys.Retry(), b.keys.Dead()} {
+	for _, set := range []string{b.keys.Q(queue.QueueDefault).Sched(), b.keys.Q(queue.QueueDefault).Retry(), b.keys.Q(queue.QueueDefault).Dead()} {
 		if b.rdb.ZCard(ctx, set).Val() != 0 {
 			return false
 		}
@@ -796,7 +796,7 @@ func (b *bundle) onlyInFlight() bool {
 func (b *bundle) inFlight() []string {
 	ctx := context.Background()
 	var ids []string
-	keys, _ := b.rdb.Keys(ctx, b.keys.Inflight("*")).Result()
+	keys, _ := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
 	for _, k := range keys {
 		ids = append(ids, b.rdb.HKeys(ctx, k).Val()...)
 	}

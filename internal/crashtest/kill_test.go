@@ -16,6 +16,7 @@ import (
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/queue"
 )
 
 // Crash recovery settings of the kill tests: a killed process is presumed
@@ -316,13 +317,13 @@ func TestKill9ProgressingIterableJobIsNoPoisonPill(t *testing.T) {
 	w := b.startWorker(opts)
 	ctx := context.Background()
 	testutil.Eventually(t, waitLong, func() bool {
-		return b.status(jid) == cursor.StatusCompleted || b.rdb.ZScore(ctx, b.keys.Dead(), jid).Err() == nil
+		return b.status(jid) == cursor.StatusCompleted || b.rdb.ZScore(ctx, b.keys.Q(queue.QueueDefault).Dead(), jid).Err() == nil
 	}, "job %s to complete or die", jid)
 	w.signal(syscall.SIGTERM)
 	w.requireCleanExit(stopTimeout)
 	if b.status(jid) != cursor.StatusCompleted {
 		// Not lost: dead, with its state, and retryable from the dead set.
-		errJSON, err := b.rdb.HGet(ctx, b.keys.Job(jid), "err").Result()
+		errJSON, err := b.rdb.HGet(ctx, b.keys.Q(queue.QueueDefault).Errors(), jid).Result()
 		require.NoError(t, err)
 		require.Contains(t, errJSON, "poison pill")
 		_, c := b.state(jid)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/internal/consumer"
+	"github.com/iterjob/iterjob/queue"
 )
 
 // crashLoopCheckpoint is the checkpoint interval of the crash-loop tests:
@@ -19,7 +20,7 @@ const crashLoopCheckpoint = 5 * time.Second
 
 // dead reports whether jid is in the dead set.
 func (b *bundle) dead(jid string) bool {
-	return b.rdb.ZScore(context.Background(), b.keys.Dead(), jid).Err() == nil
+	return b.rdb.ZScore(context.Background(), b.keys.Q(queue.QueueDefault).Dead(), jid).Err() == nil
 }
 
 // A long iterable job on two workers that are killed every 0.3–2 s, the one
@@ -51,7 +52,7 @@ func TestKill9CrashLoopDoesNotMakeAProgressingJobAPoisonPill(t *testing.T) {
 		}
 		victim, holder := rng.IntN(len(workers)), false
 		for i, w := range workers {
-			if b.rdb.HExists(context.Background(), b.keys.Inflight(w.id), jid).Val() {
+			if b.rdb.HExists(context.Background(), b.keys.Q(queue.QueueDefault).Inflight(w.id), jid).Val() {
 				victim, holder = i, true
 			}
 		}
@@ -78,7 +79,7 @@ func TestKill9CrashLoopDoesNotMakeAProgressingJobAPoisonPill(t *testing.T) {
 		w.requireCleanExit(stopTimeout)
 	}
 	if b.dead(jid) {
-		errJSON := b.rdb.HGet(context.Background(), b.keys.Job(jid), "err").Val()
+		errJSON := b.rdb.HGet(context.Background(), b.keys.Q(queue.QueueDefault).Errors(), jid).Val()
 		_, c := b.state(jid)
 		t.Fatalf("a job that kept progressing died after %d kills (%d of its worker) at cursor %d of %d: %s", kills, holderKills, c, n, errJSON)
 	}
@@ -134,7 +135,7 @@ func TestKill9JobThatAlwaysCrashesItsWorkerStillDies(t *testing.T) {
 	w.signal(syscall.SIGTERM)
 	w.requireCleanExit(stopTimeout)
 
-	errJSON := b.rdb.HGet(context.Background(), b.keys.Job(jid), "err").Val()
+	errJSON := b.rdb.HGet(context.Background(), b.keys.Q(queue.QueueDefault).Errors(), jid).Val()
 	require.Contains(t, errJSON, "poison pill")
 	st, c := b.state(jid)
 	require.Equal(t, int64(crashAt), c, "the dead job's state keeps its cursor at the item that kills")

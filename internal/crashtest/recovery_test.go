@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/queue"
 )
 
 // recoveryMedianMax is the README's promise: with the default settings, the
@@ -49,7 +50,7 @@ func TestKill9RecoveryTimeWithDefaults(t *testing.T) {
 		holder := -1
 		testutil.Eventually(t, waitLong, func() bool {
 			for i, w := range workers {
-				if b.rdb.HExists(context.Background(), b.keys.Inflight(w.id), jid).Val() {
+				if b.rdb.HExists(context.Background(), b.keys.Q(queue.QueueDefault).Inflight(w.id), jid).Val() {
 					holder = i
 					return true
 				}

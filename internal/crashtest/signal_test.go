@@ -42,7 +42,7 @@ func interruptedAt(t *testing.T, b *bundle, jid string) int64 {
 	require.Less(t, c, int64(itemsN), "the job finished before it was interrupted; make the items slower")
 	require.Equal(t, c, st.ItemsProcessed)
 	b.requireExactlyOnce(jid, c)
-	queued, err := b.rdb.LRange(context.Background(), b.keys.Queue(queue.QueueDefault), 0, -1).Result()
+	queued, err := b.rdb.LRange(context.Background(), b.keys.Q(queue.QueueDefault).Jobs(), 0, -1).Result()
 	require.NoError(t, err)
 	require.Len(t, queued, 1, "the interrupted job must be back in its queue")
 	require.Contains(t, queued[0], jid)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -27,7 +28,7 @@ func TestLostFetchReplyStrandsNoJob(t *testing.T) {
 	const jobs = 30
 	opts := workerOpts{concurrency: 2, heartbeat: heartbeat, deadAfter: deadAfter, shutdownTimeout: stopTimeout}
 	ids := b.enqueuePlain(jobs, 0)
-	dropped := p.arm(b.keys.Leases(), dropReply) // only the fetch script names the lease counter
+	dropped := p.arm(rdb.FetchScriptHash, dropReply) // the fetch script's hash
 	proxiedURL := *b
 	proxiedURL.url = p.url()
 	w := proxiedURL.startWorker(opts)
@@ -52,7 +53,7 @@ func TestUnreturnableFetchedAheadJobIsNotStranded(t *testing.T) {
 	// jobs; the second waits while the first is stuck recording its failure.
 	opts := workerOpts{concurrency: 1, heartbeat: heartbeat, deadAfter: deadAfter, shutdownTimeout: stopTimeout}
 	ids := b.enqueuePlain(jobs, 0)
-	down := p.arm(b.keys.Leases(), downAfterReply)
+	down := p.arm(rdb.FetchScriptHash, downAfterReply)
 	proxiedURL := *b
 	proxiedURL.url = p.url()
 	w := proxiedURL.startWorker(opts)

@@ -86,7 +86,7 @@ type Completer interface {
 // Queue is what a run asks of the queue while it runs.
 type Queue interface {
 	// CancelRequested reports which jobs have a pending cancellation.
-	CancelRequested(ctx context.Context, ids []string) ([]bool, error)
+	CancelRequested(ctx context.Context, jobs []*jobtype.Job) ([]bool, error)
 	// Forgive zeroes a running job's count of recoveries.
 	Forgive(ctx context.Context, j *jobtype.Job) error
 	// Publish sends an event that no queue change carries.

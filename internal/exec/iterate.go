@@ -109,7 +109,7 @@ func (it *iteration[A, T, C]) run(ctx context.Context) result {
 	if it.base.Status == cursor.StatusCompleted {
 		return it.alreadyCompleted(ctx)
 	}
-	flags, err := it.x.cfg.Queue.CancelRequested(ctx, []string{j.ID})
+	flags, err := it.x.cfg.Queue.CancelRequested(ctx, []*jobtype.Job{j})
 	if err != nil {
 		return failOr(ctx, failed(fmt.Errorf("runner: read cancel flag: %w", err), nil))
 	}
@@ -535,8 +535,10 @@ func (it *iteration[A, T, C]) finish(ctx context.Context, a Action, reason itera
 		status = cursor.StatusInterrupted
 	case Cancel:
 		status = cursor.StatusCancelled
-	case Retry, Dead:
+	case Retry:
 		status = cursor.StatusFailed
+	case Dead:
+		status = cursor.StatusDead
 	case Lost:
 		it.onStop(ctx, iterable.Interrupted)
 		return nil

@@ -7,6 +7,7 @@ import (
 
 	"github.com/iterjob/iterjob/internal/consumer"
 	"github.com/iterjob/iterjob/internal/exec"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/shutdown"
 )
 
@@ -112,11 +113,11 @@ func (c *CancelPoller) run(ctx context.Context) {
 		if len(running) == 0 {
 			continue
 		}
-		ids := make([]string, len(running))
+		jobs := make([]*jobtype.Job, len(running))
 		for i, e := range running {
-			ids[i] = e.Job.ID
+			jobs[i] = e.Job
 		}
-		flags, err := c.cons.CancelRequested(ctx, ids)
+		flags, err := c.cons.CancelRequested(ctx, jobs)
 		if err != nil {
 			c.log.ErrorContext(ctx, "runner: reading cancel flags failed", slog.Any("error", err))
 			continue

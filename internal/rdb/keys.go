@@ -1,36 +1,56 @@
-// Package rdb holds iterjob's Redis layout: key builders and the Lua scripts
-// that change several keys at once. Nothing here is public API.
+// Package rdb holds all of iterjob's Redis access: the key layout, the Lua
+// scripts that change several keys at once, and typed calls for everything
+// else. Nothing here is public API.
 //
-// Every key lives under one namespace wrapped in a hash tag, "{ns}:", so all
-// keys of a namespace hash to one Redis Cluster slot and every script may
-// touch any of them atomically. A namespace is therefore served by one shard;
-// spread load across shards with several namespaces.
+// # Layout
 //
-// Layout, with p = "{ns}:":
+// Keys live in hash-tag groups, so that Redis Cluster can spread them: every
+// script touches the keys of one group, and receives every key it touches in
+// KEYS. On a single Redis the groups are only names, and one call may span
+// several (a fetch looks at all of a runner's queues at once).
 //
-//	p q:<queue>          list of job envelopes waiting in a queue (head = next)
-//	p queues             set of queue names ever used
-//	p paused             set of paused queue names
-//	p idle:<queue>       flag: a worker found <queue> empty and waits for a notification
-//	p notify             pub/sub channel: a queue got work (message = queue name)
-//	p events             pub/sub channel: lifecycle events as JSON
-//	p epoch              random token set by the first process to beat: gone or changed means Redis lost the data
-//	p leases             the last lease number handed out (a hybrid clock: see fetchScript)
-//	p inflight:<id>      hash: job id -> "<lease>|<envelope>" for each job a process holds
-//	p started:<id>       hash: job id -> lease, for the recovered jobs a process started
-//	p scheduled          sorted set: ids of jobs due later, score = due time in ms
-//	p retry              sorted set: ids of jobs waiting to retry, score = due time in ms
-//	p dead               sorted set: ids of dead jobs, score = time of death in ms
-//	p j:<jid>            hash: envelope and last error of a job in one of those sets
-//	p cancels            sorted set: ids of jobs whose cancellation is pending, score = request time in ms
-//	p call:<token>       the reply of a script call, kept a minute, so a call the client retries is not applied twice
-//	p ids               sorted set: caller-chosen job ids enqueued lately, score = when they may be used again (ms)
-//	p u:<hash>           string: the job id holding a uniqueness key (hash of the key)
-//	p procs              sorted set: worker processes, score = last heartbeat in ms (server time)
-//	p proc:<id>          hash: a process's info, busy jobs, liveness channel and heartbeat interval
-//	p alive:<id>         pub/sub channel a live process stays subscribed to (see reapScript)
-//	p it:<jid>           hash: an iterable job's state (cursor, counters, run)
-//	p stat:<name>        counters (processed, failed), p stat:<name>:<yyyy-mm-dd> per day
+// Global group, G = "{ns}:" (small, touched about once per call, never per
+// job):
+//
+//	G queues          set of queue names ever used
+//	G procs           sorted set: worker processes, score = last heartbeat (ms, Redis clock)
+//	G reaping         sorted set: processes found dead whose queues are being reaped
+//	G proc:<id>       hash: a process's info, busy jobs, beat, liveness channel, interval
+//	G epoch           a token set once per namespace: its loss tells that Redis lost the data
+//	G events          stream of lifecycle events; an entry holds a batch (fields n, e = JSON array)
+//	G events:n        how many events the stream holds (for trimming by events, not entries)
+//	G notify          pub/sub channel: a queue got work (message = queue name)
+//	G alive:<id>      pub/sub channel a live process stays subscribed to
+//
+// One group per queue, Q = "{ns/<queue>}:" ('/' is not allowed in names, so
+// no two namespaces or queues share a tag):
+//
+//	Q jobs            list of envelopes waiting (head = next)
+//	Q inflight:<id>   hash: job id -> "<lease>|<envelope>" for each job process <id> holds
+//	Q started:<id>    hash: job id -> lease, for the recovered jobs process <id> started
+//	Q leases          the last lease handed out (a hybrid clock: see fetchScript)
+//	Q paused          flag: workers do not fetch from the queue
+//	Q idle            flag: a worker found the queue empty and waits for a notification
+//	Q cancels         sorted set: ids of jobs whose cancellation is pending, score = request time
+//	Q sched           sorted set: ids of jobs due later, score = due time (ms)
+//	Q retry           sorted set: ids of jobs waiting to retry, score = due time (ms)
+//	Q dead            sorted set: ids of dead jobs, score = time of death (ms)
+//	Q parked          hash: job id -> envelope, for the jobs in sched, retry and dead
+//	Q errors          hash: job id -> last error (JSON), for the jobs in retry and dead
+//	Q unique          sorted set: uniqueness hash -> expiry (ms; the year 9999: until the job finishes)
+//	Q unique:jid      hash: uniqueness hash -> the job id holding it
+//	Q ids             sorted set: caller-chosen job ids enqueued lately, score = when they may be used again
+//	Q stats           hash: processed, failed, processed:<yyyy-mm-dd>, failed:<yyyy-mm-dd>
+//	Q calls           hash: call token -> reply, so a call the client retried is not applied twice
+//	Q calls:at        sorted set: call token -> time, to forget replies after a minute
+//	Q procs           hash: process id -> time it registered: the processes that may fetch from the queue
+//
+// One group per iterable job, "{ns/it/<jid>}": the job's iteration state
+// (a hash: cursor, counters, run), read and written only by the cursor
+// store.
+//
+// Uniqueness keys, caller-chosen ids and statistics are per queue: a
+// uniqueness key held in one queue does not stop a job in another.
 package rdb
 
 // NamespaceDefault is the namespace used when none is configured.
@@ -38,7 +58,8 @@ const NamespaceDefault = "iterjob"
 
 // Keys builds the keys of one namespace.
 type Keys struct {
-	p string // "{ns}:"
+	ns string
+	g  string // "{ns}:"
 }
 
 // NewKeys returns the key builder of namespace ns.
@@ -46,30 +67,81 @@ func NewKeys(ns string) Keys {
 	if ns == "" {
 		ns = NamespaceDefault
 	}
-	return Keys{p: "{" + ns + "}:"}
+	return Keys{ns: ns, g: "{" + ns + "}:"}
 }
 
-// Prefix is the "{ns}:" prefix every key starts with; scripts build keys from it.
-func (k Keys) Prefix() string { return k.p }
+// Namespace returns the namespace.
+func (k Keys) Namespace() string { return k.ns }
 
-func (k Keys) Queue(q string) string           { return k.p + "q:" + q }
-func (k Keys) Queues() string                  { return k.p + "queues" }
-func (k Keys) Paused() string                  { return k.p + "paused" }
-func (k Keys) Notify() string                  { return k.p + "notify" }
-func (k Keys) Events() string                  { return k.p + "events" }
-func (k Keys) Job(jid string) string           { return k.p + "j:" + jid }
-func (k Keys) Scheduled() string               { return k.p + "scheduled" }
-func (k Keys) Retry() string                   { return k.p + "retry" }
-func (k Keys) Dead() string                    { return k.p + "dead" }
-func (k Keys) Procs() string                   { return k.p + "procs" }
-func (k Keys) Proc(id string) string           { return k.p + "proc:" + id }
-func (k Keys) Alive(id string) string          { return k.p + "alive:" + id }
-func (k Keys) Inflight(id string) string       { return k.p + "inflight:" + id }
-func (k Keys) Started(id string) string        { return k.p + "started:" + id }
-func (k Keys) Cancels() string                 { return k.p + "cancels" }
-func (k Keys) IDs() string                     { return k.p + "ids" }
-func (k Keys) Leases() string                  { return k.p + "leases" }
-func (k Keys) Epoch() string                   { return k.p + "epoch" }
-func (k Keys) Iter(jid string) string          { return k.p + "it:" + jid }
-func (k Keys) Stat(name string) string         { return k.p + "stat:" + name }
-func (k Keys) StatDay(name, day string) string { return k.p + "stat:" + name + ":" + day }
+// Pattern matches every key of the namespace (for SCAN).
+func (k Keys) Pattern() string { return "{" + k.ns + "[}/]*" }
+
+func (k Keys) Queues() string         { return k.g + "queues" }
+func (k Keys) Procs() string          { return k.g + "procs" }
+func (k Keys) Reaping() string        { return k.g + "reaping" }
+func (k Keys) Proc(id string) string  { return k.g + "proc:" + id }
+func (k Keys) Epoch() string          { return k.g + "epoch" }
+func (k Keys) Events() string         { return k.g + "events" }
+func (k Keys) EventsCount() string    { return k.g + "events:n" }
+func (k Keys) Notify() string         { return k.g + "notify" }
+func (k Keys) Alive(id string) string { return k.g + "alive:" + id }
+
+// Iter is the key of job jid's iteration state.
+func (k Keys) Iter(jid string) string { return "{" + k.ns + "/it/" + jid + "}" }
+
+// Q returns the keys of queue q.
+func (k Keys) Q(q string) QKeys { return QKeys{p: "{" + k.ns + "/" + q + "}:", name: q} }
+
+// QKeys builds the keys of one queue.
+type QKeys struct {
+	p    string // "{ns/queue}:"
+	name string
+}
+
+// Name is the queue's name.
+func (q QKeys) Name() string { return q.name }
+
+func (q QKeys) Jobs() string                { return q.p + "jobs" }
+func (q QKeys) Inflight(proc string) string { return q.p + "inflight:" + proc }
+func (q QKeys) Started(proc string) string  { return q.p + "started:" + proc }
+func (q QKeys) Leases() string              { return q.p + "leases" }
+func (q QKeys) Paused() string              { return q.p + "paused" }
+func (q QKeys) Idle() string                { return q.p + "idle" }
+func (q QKeys) Cancels() string             { return q.p + "cancels" }
+func (q QKeys) Sched() string               { return q.p + "sched" }
+func (q QKeys) Retry() string               { return q.p + "retry" }
+func (q QKeys) Dead() string                { return q.p + "dead" }
+func (q QKeys) Parked() string              { return q.p + "parked" }
+func (q QKeys) Errors() string              { return q.p + "errors" }
+func (q QKeys) Unique() string              { return q.p + "unique" }
+func (q QKeys) UniqueJID() string           { return q.p + "unique:jid" }
+func (q QKeys) IDs() string                 { return q.p + "ids" }
+func (q QKeys) Stats() string               { return q.p + "stats" }
+func (q QKeys) Calls() string               { return q.p + "calls" }
+func (q QKeys) CallsAt() string             { return q.p + "calls:at" }
+func (q QKeys) Procs() string               { return q.p + "procs" }
+
+// Set returns the key of the sorted set named "scheduled", "retry" or
+// "dead".
+func (q QKeys) Set(name string) string {
+	switch name {
+	case "scheduled":
+		return q.Sched()
+	case "retry":
+		return q.Retry()
+	}
+	return q.Dead()
+}
+
+// block is the keys every queue script receives for a queue, in this order
+// (see luaLib's qkeys): scripts read the ones they need by name.
+func (q QKeys) block(proc string) []string {
+	return []string{
+		q.Jobs(), q.Inflight(proc), q.Started(proc), q.Leases(), q.Paused(), q.Idle(), q.Cancels(),
+		q.Sched(), q.Retry(), q.Dead(), q.Parked(), q.Errors(), q.Unique(), q.UniqueJID(), q.IDs(),
+		q.Stats(), q.Calls(), q.CallsAt(), q.Procs(),
+	}
+}
+
+// blockLen is len(block(...)).
+const blockLen = 19

@@ -4,392 +4,768 @@ import "github.com/redis/go-redis/v9"
 
 // How a job moves. A job travels as one envelope string (see Envelope):
 // queue lists hold envelopes; fetching pops them and records each in the
-// fetching process's in-flight hash as "<lease>|<envelope>", with a lease
-// number from a hybrid clock (see fetchScript), so leases grow with every run
-// of a job, even across a Redis that lost recent writes.
-// Every way out of the in-flight hash (ack, requeue, schedule, retry, dead,
+// fetching process's in-flight hash (of the job's queue) as
+// "<lease>|<envelope>", with a lease that grows with every run of the job.
+// Every way out of an in-flight hash (ack, requeue, schedule, retry, dead,
 // cancel, release) checks that entry's lease: only the run holding the job's
-// current lease may finish it. A process presumed dead loses its whole
-// in-flight hash to the reaper, so none of its stale runs can finish anything.
-// Jobs waiting in the scheduled, retry and dead sets are ids in a sorted set
-// plus a job hash j:<id> holding the envelope and the last error.
+// current lease may finish it. A process presumed dead loses its in-flight
+// hashes to the reaper, so none of its stale runs can finish anything. Jobs
+// waiting in the sched, retry and dead sets are ids in a sorted set plus an
+// entry in the queue's parked hash (and, for failures, its errors hash).
 //
-// Moving a job touches one key per job (plus a few per call): on this
-// project's machines a key touched from Lua costs about a microsecond.
+// Every queue script receives, for each queue it touches, the block of keys
+// QKeys.block lists (luaLib's qkeys names them), after two keys for events:
+// KEYS[1] the events stream and KEYS[2] its event count. On a single Redis
+// those are the global stream, and scripts append their events to it
+// atomically with the change (ARGV[1] '1'); on a cluster they are two keys
+// of the queue's own group that are never touched, and scripts return the
+// events for the caller to append (ARGV[1] '0'). ARGV[2] is the number of
+// events the stream keeps. Scripts that emit events return their batch
+// first: a JSON array, or "" (none, or appended already).
+//
+// Moving a job touches one key per job at most (plus a few per call).
 
-// luaLib is prepended to scripts that need its helpers.
+// luaLib is prepended to the queue scripts.
 const luaLib = `
-local function notify(p, queues)
-  for q in pairs(queues) do
-    if redis.call('DEL', p .. 'idle:' .. q) == 1 then
-      redis.call('PUBLISH', p .. 'notify', q)
-    end
+local INLINE = ARGV[1] == '1'
+local EVMAX = tonumber(ARGV[2])
+local evs, nevs = {}, 0
+-- emit adds events to the call's batch: json is one event object, or n
+-- objects joined by commas.
+local function emit(json, n)
+  if json and json ~= '' then
+    evs[#evs+1] = json
+    nevs = nevs + (n or 1)
   end
 end
-local function publish(p, ev)
-  if ev ~= nil and ev ~= '' then redis.call('PUBLISH', p .. 'events', ev) end
-end
-local function env_queue(env)
-  return string.match(env, '^1|[^|]*|[^|]*|([^|]*)|')
-end
-local function env_unique(env)
-  return string.match(env, '^1|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
-end
-local function release_unique(p, jid, env)
-  local u = env_unique(env)
-  if u and u ~= '-' then
-    local uk = p .. 'u:' .. u
-    if redis.call('GET', uk) == jid then redis.call('DEL', uk) end
+-- flush appends the events emitted to the stream (inline) or returns them.
+local function flush()
+  if #evs == 0 then return '' end
+  local blob = '[' .. table.concat(evs, ',') .. ']'
+  if not INLINE then return blob end
+  redis.call('XADD', KEYS[1], '*', 'n', nevs, 'e', blob)
+  local total = redis.call('INCRBY', KEYS[2], nevs)
+  while total > EVMAX and redis.call('XLEN', KEYS[1]) > 1 do
+    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+    redis.call('XDEL', KEYS[1], first[1])
+    total = redis.call('DECRBY', KEYS[2], tonumber(first[2][2]))
   end
+  return ''
 end
--- split an in-flight entry "<lease>|<envelope>"
+-- qkeys names the block of a queue's keys starting at KEYS[b].
+local function qkeys(b)
+  return {jobs=KEYS[b], inflight=KEYS[b+1], started=KEYS[b+2], leases=KEYS[b+3], paused=KEYS[b+4],
+    idle=KEYS[b+5], cancels=KEYS[b+6], sched=KEYS[b+7], retry=KEYS[b+8], dead=KEYS[b+9],
+    parked=KEYS[b+10], errors=KEYS[b+11], unique=KEYS[b+12], uniquejid=KEYS[b+13], ids=KEYS[b+14],
+    stats=KEYS[b+15], calls=KEYS[b+16], callsat=KEYS[b+17], procs=KEYS[b+18]}
+end
+-- block returns the keys of the i-th queue of the call (1-based).
+local function block(i) return qkeys(3 + (i - 1) * 19) end
+-- head reads an envelope's header once: id, kind, queue, attempt,
+-- recovered, unique hash.
+local function head(env)
+  return string.match(env, '^1|([^|]*)|([^|]*)|([^|]*)|(%d+)|(%d+)|([^|]*)|')
+end
+-- meta returns an envelope's metadata, decoded, or nil.
+local function meta(env)
+  local n, at = string.match(env, '^1|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|(%d+)|[^|]*|()')
+  n = tonumber(n or '0')
+  if not n or n == 0 then return nil end
+  local ok, m = pcall(cjson.decode, string.sub(env, at, at + n - 1))
+  if ok and type(m) == 'table' then return m end
+  return nil
+end
+-- entry splits an in-flight entry "<lease>|<envelope>".
 local function entry(v)
   if not v then return nil, nil end
   return string.match(v, '^(%d+)|(.*)$')
 end
-local function trim_dead(p, now, max_jobs, max_age_ms)
-  local dk = p .. 'dead'
-  local old = redis.call('ZRANGEBYSCORE', dk, '-inf', now - max_age_ms, 'LIMIT', 0, 1000)
-  for _, jid in ipairs(old) do
-    redis.call('DEL', p .. 'j:' .. jid, p .. 'it:' .. jid)
-    redis.call('ZREM', dk, jid)
-  end
-  local excess = redis.call('ZCARD', dk) - max_jobs
-  if excess > 0 then
-    if excess > 1000 then excess = 1000 end
-    local drop = redis.call('ZRANGE', dk, 0, excess - 1)
-    for _, jid in ipairs(drop) do
-      redis.call('DEL', p .. 'j:' .. jid, p .. 'it:' .. jid)
-    end
-    redis.call('ZREMRANGEBYRANK', dk, 0, excess - 1)
+-- notify wakes the workers waiting on queue q if one said it was idle.
+local function notify(ch, k, q)
+  if redis.call('DEL', k.idle) == 1 then redis.call('PUBLISH', ch, q) end
+end
+-- release_unique frees the uniqueness key uh if job jid holds it.
+local function release_unique(k, jid, uh)
+  if uh and uh ~= '' and uh ~= '-' and redis.call('HGET', k.uniquejid, uh) == jid then
+    redis.call('HDEL', k.uniquejid, uh)
+    redis.call('ZREM', k.unique, uh)
   end
 end
 -- replay returns the reply stored for a call token, if the call already ran
--- (the Redis client retried it after losing the reply); remember stores it.
-local function replay(p, tok)
+-- (the Redis client retried it after losing the reply); remember stores it
+-- for a minute.
+local function replay(k, tok)
   if tok == '' then return nil end
-  local v = redis.call('GET', p .. 'call:' .. tok)
+  local v = redis.call('HGET', k.calls, tok)
   if v then return cjson.decode(v) end
   return nil
 end
-local function remember(p, tok, out)
-  if tok ~= '' then redis.call('SET', p .. 'call:' .. tok, cjson.encode(out), 'PX', 60000) end
-  return out
-end
--- cancelled_event is the event of a job dropped because it was cancelled:
--- its id, kind, queue, attempt and meta, read from its envelope.
-local function cancelled_event(jid, env, at)
-  local kind, q, attempt, mlen, rest = string.match(env,
-    '^1|[^|]*|([^|]*)|([^|]*)|(%d+)|[^|]*|[^|]*|[^|]*|[^|]*|(%d+)|[^|]*|()')
-  local ev = {type = 'cancelled', jid = jid, at = at}
-  if kind then
-    ev.kind, ev.queue, ev.attempt = kind, q, math.max(tonumber(attempt), 1)
-    local n = tonumber(mlen)
-    if n > 0 then
-      local ok, meta = pcall(cjson.decode, string.sub(env, rest, rest + n - 1))
-      if ok and type(meta) == 'table' then ev.meta = meta end
+local function remember(k, tok, now, out)
+  if tok ~= '' then
+    redis.call('HSET', k.calls, tok, cjson.encode(out))
+    redis.call('ZADD', k.callsat, now, tok)
+    local old = redis.call('ZRANGEBYSCORE', k.callsat, '-inf', now - 60000, 'LIMIT', 0, 100)
+    if #old > 0 then
+      redis.call('HDEL', k.calls, unpack(old))
+      redis.call('ZREM', k.callsat, unpack(old))
     end
   end
-  return cjson.encode(ev)
+  return out
+end
+-- bump adds n to a counter, all time and for the day; the day's first bump
+-- drops the counter of the day a year and a month before.
+local function bump(k, name, day, oldday, n)
+  redis.call('HINCRBY', k.stats, name, n)
+  if redis.call('HINCRBY', k.stats, name .. ':' .. day, n) == n then
+    redis.call('HDEL', k.stats, name .. ':' .. oldday)
+  end
+end
+-- park puts a job in a sorted set, with its envelope (and error).
+local function park(k, set, score, jid, env, err)
+  redis.call('HSET', k.parked, jid, env)
+  if err and err ~= '' then redis.call('HSET', k.errors, jid, err) end
+  redis.call('ZADD', set, score, jid)
+end
+-- unpark forgets a job's envelope and error.
+local function unpark(k, jid)
+  redis.call('HDEL', k.parked, jid)
+  redis.call('HDEL', k.errors, jid)
+end
+-- trim_dead drops dead jobs past the caps, oldest first, and appends their
+-- ids to out.
+local function trim_dead(k, now, max_jobs, max_age, out)
+  local drop = redis.call('ZRANGEBYSCORE', k.dead, '-inf', now - max_age, 'LIMIT', 0, 1000)
+  local excess = redis.call('ZCARD', k.dead) - #drop - max_jobs
+  if excess > 0 then
+    for _, jid in ipairs(redis.call('ZRANGE', k.dead, #drop, #drop + math.min(excess, 1000) - 1)) do
+      drop[#drop+1] = jid
+    end
+  end
+  for i = 1, #drop, 500 do
+    local part = {unpack(drop, i, math.min(i + 499, #drop))}
+    redis.call('HDEL', k.parked, unpack(part))
+    redis.call('HDEL', k.errors, unpack(part))
+    redis.call('ZREM', k.dead, unpack(part))
+  end
+  for _, jid in ipairs(drop) do out[#out+1] = jid end
 end
 -- server_ms is the Redis server's time in milliseconds.
 local function server_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function bump_stat(p, name, day, n)
-  redis.call('INCRBY', p .. 'stat:' .. name, n)
-  local dk = p .. 'stat:' .. name .. ':' .. day
-  redis.call('INCRBY', dk, n)
-  redis.call('EXPIRE', dk, 31622400)
-end
 `
 
-// enqueueScript adds jobs, to their queue's tail or to the scheduled set.
+// enqueueScript adds jobs, to their queue's tail or to its sched set.
 //
-// KEYS[1] queues set, KEYS[2] remembered job ids
-// ARGV[1] prefix, ARGV[2] now (ms), ARGV[3] call token (a retried call
-// returns the first call's reply), then 8 per job:
+// KEYS[1..2] events; then one block per queue (QKeys.block)
+// ARGV[1..2] events; ARGV[3] now (ms), ARGV[4] call token (a retried call
+// returns the first call's reply; kept in the first queue's calls),
+// ARGV[5] notify channel, ARGV[6] the number of queues, ARGV[7..] their
+// names, then 8 per job:
 //
-//	jid, queue, envelope, due (ms, 0 = now), unique hash ('' = none),
-//	unique ttl (ms, 0 = until the job finishes), event JSON ('' = none),
-//	how long to remember a caller-chosen jid (ms, 0 = not chosen)
+//	queue index (1-based), jid, envelope, due (ms, 0 = now), unique hash
+//	('' = none), unique ttl (ms, 0 = until the job finishes), event JSON
+//	('' = none), how long to remember a caller-chosen jid (ms, 0 = not chosen)
 //
-// Returns, per job, a status and a job id: 1 queued, 2 scheduled, 0 duplicate
-// (the id is the job holding the uniqueness key, or the remembered jid).
+// Returns {events, then per job a status and a job id}: 1 queued, 2
+// scheduled, 0 duplicate (the id is the job holding the uniqueness key, or
+// the remembered jid).
 var enqueueScript = redis.NewScript(luaLib + `
-local p = ARGV[1]
-local now = tonumber(ARGV[2])
-local prior = replay(p, ARGV[3])
+local now, tok, ch, nq = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local first = block(1)
+local prior = replay(first, tok)
 if prior then return prior end
-local out, pushes, queues = {}, {}, {}
-local pruned = false
-for b = 4, #ARGV - 1, 8 do
-  local jid, q, env = ARGV[b], ARGV[b+1], ARGV[b+2]
-  local due, uh, uttl, ev = tonumber(ARGV[b+3]), ARGV[b+4], tonumber(ARGV[b+5]), ARGV[b+6]
-  local keep = tonumber(ARGV[b+7])
+local names = {}
+for i = 1, nq do names[i] = ARGV[6 + i] end
+local out, pushes, pruned = {''}, {}, {}
+for b = 7 + nq, #ARGV - 7, 8 do
+  local qi = tonumber(ARGV[b])
+  local k = block(qi)
+  local jid, env, due, uh = ARGV[b+1], ARGV[b+2], tonumber(ARGV[b+3]), ARGV[b+4]
+  local uttl, ev, keep = tonumber(ARGV[b+5]), ARGV[b+6], tonumber(ARGV[b+7])
   local status = 1
   if keep > 0 then
-    if not pruned then
-      redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-      pruned = true
+    if not pruned[qi] then
+      redis.call('ZREMRANGEBYSCORE', k.ids, '-inf', now)
+      pruned[qi] = true
     end
-    if redis.call('ZSCORE', KEYS[2], jid) then
+    if redis.call('ZSCORE', k.ids, jid) then
       status = 0
     else
-      redis.call('ZADD', KEYS[2], now + keep, jid)
+      redis.call('ZADD', k.ids, string.format('%d', now + keep), jid)
     end
   end
   if status == 1 and uh ~= '' then
-    local uk = p .. 'u:' .. uh
-    local ok
-    if uttl > 0 then ok = redis.call('SET', uk, jid, 'NX', 'PX', uttl)
-    else ok = redis.call('SET', uk, jid, 'NX') end
-    if not ok then
+    local held = tonumber(redis.call('ZSCORE', k.unique, uh) or '0')
+    if held > now then
       status = 0
-      jid = redis.call('GET', uk) or ''
+      jid = redis.call('HGET', k.uniquejid, uh) or ''
+    else
+      local exp = 253402300799999 -- 9999-12-31: held until the job finishes
+      if uttl > 0 then exp = now + uttl end
+      redis.call('ZADD', k.unique, string.format('%d', exp), uh)
+      redis.call('HSET', k.uniquejid, uh, jid)
     end
   end
   if status == 1 then
-    queues[q] = true
     if due > now then
       status = 2
-      redis.call('HSET', p .. 'j:' .. jid, 'env', env)
-      redis.call('ZADD', p .. 'scheduled', due, jid)
+      park(k, k.sched, due, jid, env)
     else
-      local l = pushes[q]
-      if not l then l = {}; pushes[q] = l end
+      local l = pushes[qi]
+      if not l then l = {}; pushes[qi] = l end
       l[#l+1] = env
     end
-    publish(p, ev)
+    emit(ev)
   end
   out[#out+1] = status
   out[#out+1] = jid
 end
-for q, l in pairs(pushes) do
+for qi, l in pairs(pushes) do
+  local k = block(qi)
   for i = 1, #l, 1000 do
-    redis.call('RPUSH', p .. 'q:' .. q, unpack(l, i, math.min(i + 999, #l)))
+    redis.call('RPUSH', k.jobs, unpack(l, i, math.min(i + 999, #l)))
   end
+  notify(ch, k, names[qi])
 end
-for q in pairs(queues) do redis.call('SADD', KEYS[1], q) end
-notify(p, pushes)
-return remember(p, ARGV[3], out)
+out[1] = flush()
+return remember(first, tok, now, out)
 `)
 
 // fetchScript moves up to n jobs from the given queues, in order, into the
-// process's in-flight hash, each with a new lease.
+// process's in-flight hashes, each with a new lease.
 //
-// Leases are a hybrid clock: the next lease is the greater of the last one
-// handed out plus one and the Redis server's time in microseconds, and the
-// counter keeps the last. So leases grow with every run of a job, and if
-// Redis loses recent writes (a restart from an older snapshot, a failover to
-// a lagging replica) and its counter goes back, the clock still puts new
-// leases above every lease handed out before, as long as the server clock
-// did not step back by more than the writes lost. The counter leads the
+// Leases are a hybrid clock, per queue: the next lease is the greater of the
+// last one handed out plus one and the Redis server's time in microseconds,
+// and the queue's counter keeps the last. So leases grow with every run of a
+// job, and if Redis loses recent writes (a restart from an older snapshot, a
+// failover to a lagging replica) and a counter goes back, the clock still
+// puts new leases above every lease handed out before, as long as the server
+// clock did not step back by more than the writes lost. A counter leads the
 // clock only while more than one lease per microsecond is handed out. Leases
 // near 1.8e15 stay exact in Lua's doubles (below 2^53) but are formatted
 // with '%d': Lua would print them with "%.14g".
 //
-// When it finds nothing it
-// raises the idle flag of every queue it looked at, so the next enqueue to
-// one of them publishes a notification. A process that is not registered
-// (it was presumed dead and reaped) may not fetch until its next heartbeat
-// registers it again: jobs it took would sit where no reaper looks. A job
-// whose cancellation is pending is dropped instead of handed out.
+// When it finds nothing it raises the idle flag of every queue it looked at,
+// so the next enqueue to one of them publishes a notification. A process
+// that is not registered in a queue (its procs hash: a reaper took its jobs,
+// or Redis lost the data) may not fetch from it until it has registered
+// again: jobs it took would sit where no reaper looks. A job whose
+// cancellation is pending is dropped instead of handed out.
 //
-// KEYS[1] in-flight hash, KEYS[2] paused set, KEYS[3] lease counter, KEYS[4] procs set
-// ARGV[1] prefix, ARGV[2] n, ARGV[3] process id, ARGV[4] now (RFC 3339, for
-// events), ARGV[5] '1' to publish events, ARGV[6..] queue names in the order to look
+// KEYS[1..2] events; then one block per queue, for the fetching process
+// ARGV[1..2] events; ARGV[3] n, ARGV[4] process id, ARGV[5] now (RFC 3339,
+// for events), ARGV[6] '1' to emit cancelled events, ARGV[7..] the queue
+// names, in the order to look
 //
-// Returns 2 values per job: lease (as a string), envelope. An envelope without an id is
-// filed under the id "bad-<lease>". Fails with ITERJOB_REAPED for an
-// unregistered process.
+// Returns {events, then 3 per job: lease (a string), queue, envelope}. An
+// envelope without an id is filed under the id "bad-<lease>". Fails with
+// ITERJOB_REAPED for a process not registered in one of the queues.
 var fetchScript = redis.NewScript(luaLib + `
-local p = ARGV[1]
-if not redis.call('ZSCORE', KEYS[4], ARGV[3]) then
-  return redis.error_reply('ITERJOB_REAPED process ' .. ARGV[3] .. ' is not registered')
+local need, proc = tonumber(ARGV[3]), ARGV[4]
+local byq = {}
+for i = 7, #ARGV do
+  if redis.call('HEXISTS', block(i - 6).procs, proc) == 0 then
+    return redis.error_reply('ITERJOB_REAPED process ' .. proc .. ' is not registered in queue ' .. ARGV[i])
+  end
 end
-local need = tonumber(ARGV[2])
-local checkCancels = redis.call('EXISTS', p .. 'cancels') == 1
-local got = {}
-for i = 6, #ARGV do
-  if need <= 0 then break end
-  local q = ARGV[i]
-  if redis.call('SISMEMBER', KEYS[2], q) == 0 then
-    local envs = redis.call('LPOP', p .. 'q:' .. q, need)
+for i = 7, #ARGV do
+  local k = block(i - 6)
+  if need > 0 and redis.call('EXISTS', k.paused) == 0 then
+    local envs = redis.call('LPOP', k.jobs, need)
     if envs then
+      local checkCancels = redis.call('EXISTS', k.cancels) == 1
+      local mine = {}
       for _, env in ipairs(envs) do
         local jid = string.match(env, '^1|([^|]+)|')
-        if checkCancels and jid and redis.call('ZREM', p .. 'cancels', jid) == 1 then
-          release_unique(p, jid, env)
-          if ARGV[5] == '1' then
-            publish(p, cancelled_event(jid, env, ARGV[4]))
+        if checkCancels and jid and redis.call('ZREM', k.cancels, jid) == 1 then
+          local _, kind, q, attempt, _, uh = head(env)
+          release_unique(k, jid, uh)
+          if ARGV[6] == '1' then
+            emit(cjson.encode({type = 'cancelled', jid = jid, kind = kind, queue = q,
+              attempt = math.max(tonumber(attempt or '1') or 1, 1), at = ARGV[5], meta = meta(env)}))
           end
         else
-          got[#got+1] = {jid, env}
+          mine[#mine+1] = {jid, env}
           need = need - 1
         end
       end
+      if #mine > 0 then byq[#byq+1] = {k, mine, ARGV[i]} end
     end
   end
 end
-if #got == 0 then
-  for i = 6, #ARGV do redis.call('SET', p .. 'idle:' .. ARGV[i], '1') end
-  return {}
+local out = {''}
+if #byq == 0 then
+  for i = 7, #ARGV do redis.call('SET', block(i - 6).idle, '1') end
+  out[1] = flush()
+  return out
 end
 local t = redis.call('TIME')
-local base = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1
-local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
-if last > base then base = last end
-redis.call('SET', KEYS[3], string.format('%d', base + #got))
-local out, fv = {}, {}
-for i, g in ipairs(got) do
-  local lease = string.format('%d', base + i)
-  fv[#fv+1] = g[1] or ('bad-' .. lease)
-  fv[#fv+1] = lease .. '|' .. g[2]
-  out[#out+1] = lease
-  out[#out+1] = g[2]
+local clock = tonumber(t[1]) * 1000000 + tonumber(t[2]) - 1
+for _, qb in ipairs(byq) do
+  local k, mine = qb[1], qb[2]
+  local base = tonumber(redis.call('GET', k.leases) or '0') or 0
+  if clock > base then base = clock end
+  redis.call('SET', k.leases, string.format('%d', base + #mine))
+  local fv = {}
+  for i, g in ipairs(mine) do
+    local lease = string.format('%d', base + i)
+    fv[#fv+1] = g[1] or ('bad-' .. lease)
+    fv[#fv+1] = lease .. '|' .. g[2]
+    out[#out+1] = lease
+    out[#out+1] = qb[3]
+    out[#out+1] = g[2]
+  end
+  redis.call('HSET', k.inflight, unpack(fv))
 end
-redis.call('HSET', KEYS[1], unpack(fv))
+out[1] = flush()
 return out
 `)
+
+// FetchScriptHash is the SHA1 of fetchScript, which names it in an EVALSHA
+// (crash tests act on the reply of a fetch by it).
+var FetchScriptHash = fetchScript.Hash()
 
 // ackScript completes jobs that succeeded: forgets them, releases their
 // uniqueness keys and counts them. A job this run no longer owns is left
 // alone and reported.
 //
-// KEYS[1] in-flight hash, KEYS[2] the process's start marks
-// ARGV[1] prefix, ARGV[2] day (yyyy-mm-dd), then 3 per job: jid, lease, event JSON
+// KEYS[1..2] events; then one block per queue, for the acking process
+// ARGV[1..2] events; ARGV[3] day (yyyy-mm-dd), ARGV[4] the day whose counter
+// to drop, ARGV[5] events that precede (JSON objects joined by commas),
+// ARGV[6] their number, then 4 per job: queue index, jid, lease, event JSON
 //
-// Returns the ids of stale jobs.
+// Returns {events, ids of stale jobs...}.
 var ackScript = redis.NewScript(luaLib + `
-local p = ARGV[1]
-local ids = {}
-for i = 3, #ARGV - 1, 3 do ids[#ids+1] = ARGV[i] end
-local vals = redis.call('HMGET', KEYS[1], unpack(ids))
-local stale, done = {}, {}
-for k, jid in ipairs(ids) do
-  local v = vals[k]
-  -- Read the lease and the unique hash without copying the envelope.
-  if v and string.match(v, '^(%d+)|') == ARGV[3*k+1] then
-    local u = string.match(v, '^%d+|1|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|')
-    if u and u ~= '-' then
-      local uk = p .. 'u:' .. u
-      if redis.call('GET', uk) == jid then redis.call('DEL', uk) end
+local byq, stale = {}, {''}
+emit(ARGV[5], tonumber(ARGV[6]))
+for i = 7, #ARGV - 3, 4 do
+  local qi = tonumber(ARGV[i])
+  local l = byq[qi]
+  if not l then l = {ids = {}, args = {}}; byq[qi] = l end
+  l.ids[#l.ids+1] = ARGV[i+1]
+  l.args[#l.args+1] = i
+end
+for qi, l in pairs(byq) do
+  local k = block(qi)
+  local vals = redis.call('HMGET', k.inflight, unpack(l.ids))
+  local done = {}
+  for n, jid in ipairs(l.ids) do
+    local i = l.args[n]
+    local v = vals[n]
+    local lease, uh
+    -- Read the lease and the unique hash without copying the envelope.
+    if v then lease, uh = string.match(v, '^(%d+)|1|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|([^|]*)|') end
+    if lease and lease == ARGV[i+2] then
+      if uh ~= '-' then release_unique(k, jid, uh) end
+      done[#done+1] = jid
+      emit(ARGV[i+3])
+    else
+      stale[#stale+1] = jid
     end
-    done[#done+1] = jid
-    publish(p, ARGV[3*k+2])
-  else
-    stale[#stale+1] = jid
+  end
+  if #done > 0 then
+    redis.call('HDEL', k.inflight, unpack(done))
+    if redis.call('EXISTS', k.started) == 1 then redis.call('HDEL', k.started, unpack(done)) end
+    if redis.call('EXISTS', k.cancels) == 1 then redis.call('ZREM', k.cancels, unpack(done)) end
+    bump(k, 'processed', ARGV[3], ARGV[4], #done)
   end
 end
-if #done > 0 then
-  redis.call('HDEL', KEYS[1], unpack(done))
-  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HDEL', KEYS[2], unpack(done)) end
-  bump_stat(p, 'processed', ARGV[2], #done)
-  if redis.call('EXISTS', p .. 'cancels') == 1 then redis.call('ZREM', p .. 'cancels', unpack(done)) end
-end
+stale[1] = flush()
 return stale
 `)
 
 // finishScript ends a run that did not succeed, if the run still owns the
 // job (its in-flight entry carries the run's lease).
 //
-// KEYS[1] in-flight hash, KEYS[2] the process's start marks
-// ARGV[1] prefix, ARGV[2] jid, ARGV[3] lease, ARGV[4] action, ARGV[5] due (ms),
-// ARGV[6] new envelope (empty = unchanged), ARGV[7] error JSON (empty = none),
-// ARGV[8] event JSON, ARGV[9] now (ms), ARGV[10] day, ARGV[11] dead max jobs,
-// ARGV[12] dead max age (ms)
+// KEYS[1..2] events; KEYS[3..] the job's queue block, for its process
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] lease, ARGV[5] action, ARGV[6] due
+// (ms), ARGV[7] new envelope (empty = unchanged), ARGV[8] error JSON (empty
+// = none), ARGV[9] event JSON, ARGV[10] now (ms), ARGV[11] day, ARGV[12] the
+// day whose counter to drop, ARGV[13] dead max jobs, ARGV[14] dead max age
+// (ms), ARGV[15] notify channel, ARGV[16] events that precede (JSON objects
+// joined by commas), ARGV[17] their number
 //
-// Actions: requeue (queue head, not a retry), schedule (scheduled set at due),
+// Actions: requeue (queue head, not a retry), schedule (sched set at due),
 // retry (retry set at due, counts a failure), dead (dead set, counts a
-// failure, releases uniqueness, keeps an iterable job's state as long as the
-// dead set keeps the job), cancel (forgets the job, releases uniqueness).
+// failure, releases uniqueness, trims the dead set), cancel (forgets the
+// job, releases uniqueness). A job whose envelope cannot be read goes to the
+// dead set whatever the action.
 //
-// Returns 1, or 0 when the run no longer owns the job.
+// Returns {events, 1 or 0 (the run no longer owns the job), ids of the dead
+// jobs trimmed...}.
 var finishScript = redis.NewScript(luaLib + `
-local p, jid, lease, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local l, env = entry(redis.call('HGET', KEYS[1], jid))
-if not l or l ~= lease then return 0 end
-redis.call('HDEL', KEYS[1], jid)
-redis.call('HDEL', KEYS[2], jid)
-if ARGV[6] ~= '' then env = ARGV[6] end
-local now = tonumber(ARGV[9])
-local q = env_queue(env)
-if action == 'requeue' and q then
-  redis.call('LPUSH', p .. 'q:' .. q, env)
-  notify(p, {[q] = true})
+local k = block(1)
+local jid, lease, action = ARGV[3], ARGV[4], ARGV[5]
+emit(ARGV[16], tonumber(ARGV[17]))
+local l, env = entry(redis.call('HGET', k.inflight, jid))
+if not l or l ~= lease then return {flush(), 0} end
+redis.call('HDEL', k.inflight, jid)
+redis.call('HDEL', k.started, jid)
+if ARGV[7] ~= '' then env = ARGV[7] end
+local now = tonumber(ARGV[10])
+local _, _, q, _, _, uh = head(env)
+local out = {'', 1}
+if not q and action ~= 'cancel' then action = 'dead' end
+if action == 'requeue' then
+  redis.call('LPUSH', k.jobs, env)
+  notify(ARGV[15], k, q)
 elseif action == 'schedule' then
-  redis.call('HSET', p .. 'j:' .. jid, 'env', env)
-  redis.call('ZADD', p .. 'scheduled', ARGV[5], jid)
+  park(k, k.sched, ARGV[6], jid, env)
 elseif action == 'retry' then
-  redis.call('HSET', p .. 'j:' .. jid, 'env', env, 'err', ARGV[7])
-  redis.call('ZADD', p .. 'retry', ARGV[5], jid)
-  bump_stat(p, 'failed', ARGV[10], 1)
-elseif action == 'dead' or action == 'requeue' then
-  redis.call('HSET', p .. 'j:' .. jid, 'env', env, 'err', ARGV[7])
-  redis.call('ZADD', p .. 'dead', now, jid)
-  redis.call('PEXPIRE', p .. 'it:' .. jid, ARGV[12])
-  release_unique(p, jid, env)
-  bump_stat(p, 'failed', ARGV[10], 1)
-  trim_dead(p, now, tonumber(ARGV[11]), tonumber(ARGV[12]))
+  park(k, k.retry, ARGV[6], jid, env, ARGV[8])
+  bump(k, 'failed', ARGV[11], ARGV[12], 1)
+elseif action == 'dead' then
+  park(k, k.dead, now, jid, env, ARGV[8])
+  release_unique(k, jid, uh)
+  bump(k, 'failed', ARGV[11], ARGV[12], 1)
+  trim_dead(k, now, tonumber(ARGV[13]), tonumber(ARGV[14]), out)
 elseif action == 'cancel' then
-  release_unique(p, jid, env)
-  redis.call('ZREM', p .. 'cancels', jid)
+  release_unique(k, jid, uh)
+  redis.call('ZREM', k.cancels, jid)
 else
   return redis.error_reply('rdb: unknown finish action ' .. action)
 end
-publish(p, ARGV[8])
-return 1
+emit(ARGV[9])
+out[1] = flush()
+return out
 `)
 
-// promoteScript moves due jobs from the scheduled and retry sets to the tail
-// of their queues.
+// promoteScript moves due jobs from the sched and retry sets of the given
+// queues to the tail of their queues.
 //
-// KEYS[1] scheduled set, KEYS[2] retry set
-// ARGV[1] prefix, ARGV[2] now (ms), ARGV[3] limit per set
+// KEYS[1..2] events (unused); then one block per queue
+// ARGV[1..2] events; ARGV[3] now (ms), ARGV[4] limit per set, ARGV[5]
+// notify channel, ARGV[6..] the queue names
 //
 // Returns {moved, next due in ms or -1}.
 var promoteScript = redis.NewScript(luaLib + `
-local p, now, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local moved = 0
-local woke = {}
-local next_due = -1
-for k = 1, 2 do
-  local jids = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now, 'LIMIT', 0, limit)
-  for _, jid in ipairs(jids) do
-    redis.call('ZREM', KEYS[k], jid)
-    local jk = p .. 'j:' .. jid
-    local env = redis.call('HGET', jk, 'env')
-    local q = env and env_queue(env)
-    if q then
-      redis.call('RPUSH', p .. 'q:' .. q, env)
-      redis.call('DEL', jk)
-      woke[q] = true
-      moved = moved + 1
+local now, limit, ch = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local moved, next_due = 0, -1
+for i = 6, #ARGV do
+  local k = block(i - 5)
+  local woke = false
+  for _, set in ipairs({k.sched, k.retry}) do
+    local jids = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, limit)
+    for _, jid in ipairs(jids) do
+      redis.call('ZREM', set, jid)
+      local env = redis.call('HGET', k.parked, jid)
+      if env then
+        redis.call('RPUSH', k.jobs, env)
+        unpark(k, jid)
+        woke = true
+        moved = moved + 1
+      end
+    end
+    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    if first[2] then
+      local d = tonumber(first[2])
+      if next_due < 0 or d < next_due then next_due = d end
     end
   end
-  local first = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
-  if first[2] then
-    local d = tonumber(first[2])
-    if next_due < 0 or d < next_due then next_due = d end
+  if woke then notify(ch, k, ARGV[i]) end
+end
+return {moved, next_due}
+`)
+
+// releaseScript hands jobs a process holds but will not run back to the head
+// of their queue, without counting anything: fetched jobs a shutting-down
+// process never started, or orphans (jobs in its in-flight hash it does not
+// hold, after a lost fetch reply).
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block, for the process
+// ARGV[1..2] events; ARGV[3] notify channel, ARGV[4] queue name, then 2 per
+// job: jid, lease (empty: whatever the lease)
+//
+// Returns the number released.
+var releaseScript = redis.NewScript(luaLib + `
+local k = block(1)
+local n = 0
+for i = #ARGV - 1, 5, -2 do
+  local jid, lease = ARGV[i], ARGV[i+1]
+  local l, env = entry(redis.call('HGET', k.inflight, jid))
+  if env and (l == lease or lease == '') then
+    redis.call('LPUSH', k.jobs, env)
+    redis.call('HDEL', k.inflight, jid)
+    n = n + 1
   end
 end
-notify(p, woke)
-return {moved, next_due}
+if n > 0 then notify(ARGV[3], k, ARGV[4]) end
+return n
+`)
+
+// reapQueueScript returns the in-flight jobs of a dead process in one queue
+// to the head of the queue, counting the recovery in each envelope, and
+// unregisters the process there, so that if it is alive after all (it
+// stalled) it fetches no more from the queue until it registers again.
+//
+// A recovery counts against a job only when the job may have been what
+// killed its process. Nothing says whether a job never recovered before was
+// running or only fetched ahead, so its first recovery always counts. A job
+// recovered before is marked in started:<id> (with its lease) by the run
+// that starts it, before any of its code runs: its recovery counts only
+// with that mark. So a job fetched ahead by process after process that each
+// died of something else is never taken for a poison pill.
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block, for the dead
+// process
+// ARGV[1..2] events; ARGV[3] notify channel, ARGV[4] queue name, ARGV[5]
+// the dead process's id, ARGV[6] now (ms)
+//
+// Returns the number of jobs recovered.
+var reapQueueScript = redis.NewScript(luaLib + `
+local k = block(1)
+local all = redis.call('HGETALL', k.inflight)
+local n = 0
+for i = 2, #all, 2 do
+  local lease, env = entry(all[i])
+  local h, c, t = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
+  if h then
+    c = tonumber(c)
+    if c == 0 or redis.call('HGET', k.started, all[i-1]) == lease then c = c + 1 end
+    redis.call('LPUSH', k.jobs, h .. c .. t)
+  else
+    park(k, k.dead, ARGV[6], all[i-1], env or all[i],
+      '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
+  end
+  n = n + 1
+end
+redis.call('DEL', k.inflight, k.started)
+redis.call('HDEL', k.procs, ARGV[5])
+if n > 0 then notify(ARGV[3], k, ARGV[4]) end
+return n
+`)
+
+// registerScript registers a process in a queue (it may fetch from it), or,
+// with ARGV[4] '0', unregisters it (it stopped).
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block
+// ARGV[1..2] events; ARGV[3] process id, ARGV[4] '1' to register,
+// ARGV[5] now (ms)
+var registerScript = redis.NewScript(luaLib + `
+local k = block(1)
+if ARGV[4] == '1' then
+  redis.call('HSET', k.procs, ARGV[3], ARGV[5])
+else
+  redis.call('HDEL', k.procs, ARGV[3])
+end
+return 1
+`)
+
+// restoreScript puts back the in-flight entries of a process in one queue
+// after Redis lost them (see heartbeatScript), for the jobs the process still
+// holds, with their leases; an entry present is left alone. It raises the
+// queue's lease counter to the highest lease restored, so no later lease
+// repeats one, and restores the start marks of recovered jobs the process
+// started.
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block, for the process
+// ARGV[1..2] events; ARGV[3] start marks TTL (s), then 4 per job: jid,
+// lease, envelope, '1' to mark it started
+//
+// Returns the number of entries put back.
+var restoreScript = redis.NewScript(luaLib + `
+local k = block(1)
+local n, top = 0, tonumber(redis.call('GET', k.leases) or '0') or 0
+local marked = false
+for i = 4, #ARGV - 3, 4 do
+  local jid, lease = ARGV[i], ARGV[i+1]
+  n = n + redis.call('HSETNX', k.inflight, jid, lease .. '|' .. ARGV[i+2])
+  if ARGV[i+3] == '1' then
+    redis.call('HSETNX', k.started, jid, lease)
+    marked = true
+  end
+  local l = tonumber(lease)
+  if l > top then top = l end
+end
+redis.call('SET', k.leases, string.format('%d', top))
+if marked then redis.call('EXPIRE', k.started, ARGV[3]) end
+return n
+`)
+
+// markStartedScript records that a process started the run of a job holding
+// a lease (see reapQueueScript).
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block, for the process
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] lease, ARGV[5] TTL of the marks (s)
+var markStartedScript = redis.NewScript(luaLib + `
+local k = block(1)
+redis.call('HSET', k.started, ARGV[3], ARGV[4])
+redis.call('EXPIRE', k.started, ARGV[5])
+return 1
+`)
+
+// forgiveScript sets to zero the recovery count of a job a run holds: the
+// run made progress, so the crashes before it were not the job's fault.
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block, for the process
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] lease
+//
+// Returns 1, or 0 when the run no longer holds the job.
+var forgiveScript = redis.NewScript(luaLib + `
+local k = block(1)
+local l, env = entry(redis.call('HGET', k.inflight, ARGV[3]))
+if not l or l ~= ARGV[4] then return 0 end
+local h, c, t = string.match(env, '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
+if h and c ~= '0' then
+  redis.call('HSET', k.inflight, ARGV[3], l .. '|' .. h .. '0' .. t)
+end
+return 1
+`)
+
+// cancelScript records the cancellation of a job in one queue and carries
+// it out if the job waits in the queue's sched, retry or dead set. The job
+// id goes into the cancels set first: a fetch drops a job whose cancellation
+// is pending, and a runner stops such a running job, so a job that moves
+// while Cancel looks for it is still cancelled.
+//
+// KEYS[1..2] events; KEYS[3..21] the queue's block; KEYS[22..] the queue's
+// in-flight hashes of the registered processes
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] event JSON, ARGV[5] now (ms),
+// ARGV[6] how long a pending cancellation is kept (ms), ARGV[7] call token,
+// ARGV[8] '1' to check ARGV[9], the envelope the event was built from: a job
+// found in a set with another envelope is left there
+//
+// Returns {events, state}: 'scheduled', 'retry' or 'dead' (removed from
+// that set), 'running' (in an in-flight hash: its runner stops it), empty
+// (neither), or 'changed' (in a set, but its envelope is not ARGV[9]: read
+// it again and build the event anew).
+var cancelScript = redis.NewScript(luaLib + `
+local k = block(1)
+local jid, now = ARGV[3], tonumber(ARGV[5])
+local prior = replay(k, ARGV[7])
+if prior then return prior end
+redis.call('ZREMRANGEBYSCORE', k.cancels, '-inf', now - tonumber(ARGV[6]))
+redis.call('ZADD', k.cancels, now, jid)
+for name, set in pairs({scheduled = k.sched, retry = k.retry, dead = k.dead}) do
+  if redis.call('ZSCORE', set, jid) then
+    local env = redis.call('HGET', k.parked, jid)
+    if ARGV[8] == '1' and (env or '') ~= ARGV[9] then return {'', 'changed'} end
+    redis.call('ZREM', set, jid)
+    if env then
+      local _, _, _, _, _, uh = head(env)
+      release_unique(k, jid, uh)
+    end
+    unpark(k, jid)
+    redis.call('ZREM', k.cancels, jid)
+    emit(ARGV[4])
+    return remember(k, ARGV[7], now, {flush(), name})
+  end
+end
+for i = 22, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], jid) == 1 then return remember(k, ARGV[7], now, {'', 'running'}) end
+end
+return remember(k, ARGV[7], now, {'', ''})
+`)
+
+// removeQueuedScript removes one envelope from a queue list, with any
+// pending cancellation of its job.
+//
+// KEYS[1..2] events; KEYS[3..] the queue's block
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] envelope, ARGV[5] event JSON
+//
+// Returns {events, 1}, or {events, 0} when the envelope was no longer there.
+var removeQueuedScript = redis.NewScript(luaLib + `
+local k = block(1)
+if redis.call('LREM', k.jobs, 1, ARGV[4]) == 0 then return {'', 0} end
+local _, _, _, _, _, uh = head(ARGV[4])
+release_unique(k, ARGV[3], uh)
+redis.call('ZREM', k.cancels, ARGV[3])
+emit(ARGV[5])
+return {flush(), 1}
+`)
+
+// moveScript is the admin API's move of a job waiting in a sorted set of its
+// queue (sched, retry or dead) to the queue's tail ('queue'), the dead set
+// ('dead') or nowhere ('delete'). The caller built the event from the
+// envelope it read; if the envelope is no longer that one (the job moved
+// and came back, an attempt later), nothing is done, so the caller reads it
+// again rather than emit a stale event.
+//
+// KEYS[1..2] events; KEYS[3..] the queue's block
+// ARGV[1..2] events; ARGV[3] jid, ARGV[4] set it waits in ('scheduled',
+// 'retry', 'dead'), ARGV[5] target, ARGV[6] now (ms), ARGV[7] event JSON,
+// ARGV[8] dead max jobs, ARGV[9] dead max age (ms), ARGV[10] call token,
+// ARGV[11] the envelope the event was built from (empty: do not check),
+// ARGV[12] notify channel, ARGV[13] queue name
+//
+// Returns {events, 1}, {events, 0} when the job is not in that set, or
+// {events, -1} when its envelope is not ARGV[11]; then the ids of the dead
+// jobs trimmed.
+var moveScript = redis.NewScript(luaLib + `
+local k = block(1)
+local jid, to, now = ARGV[3], ARGV[5], tonumber(ARGV[6])
+local from = ({scheduled = k.sched, retry = k.retry, dead = k.dead})[ARGV[4]]
+local prior = replay(k, ARGV[10])
+if prior then return prior end
+local env = redis.call('HGET', k.parked, jid)
+if not env or not from then return remember(k, ARGV[10], now, {'', 0}) end
+if ARGV[11] ~= '' and env ~= ARGV[11] then return {'', -1} end
+if redis.call('ZREM', from, jid) == 0 then return remember(k, ARGV[10], now, {'', 0}) end
+local _, _, _, _, _, uh = head(env)
+local out = {'', 1}
+if to == 'queue' then
+  redis.call('RPUSH', k.jobs, env)
+  unpark(k, jid)
+  notify(ARGV[12], k, ARGV[13])
+elseif to == 'dead' then
+  redis.call('ZADD', k.dead, now, jid)
+  release_unique(k, jid, uh)
+  trim_dead(k, now, tonumber(ARGV[8]), tonumber(ARGV[9]), out)
+elseif to == 'delete' then
+  release_unique(k, jid, uh)
+  unpark(k, jid)
+else
+  redis.call('ZADD', from, now, jid)
+  return redis.error_reply('rdb: cannot move job to ' .. to)
+end
+emit(ARGV[7])
+out[1] = flush()
+return remember(k, ARGV[10], now, out)
+`)
+
+// resumeQueueScript unpauses a queue and wakes idle workers.
+//
+// KEYS[1..2] events (unused); KEYS[3..] the queue's block
+// ARGV[1..2] events; ARGV[3] notify channel, ARGV[4] queue name
+var resumeQueueScript = redis.NewScript(luaLib + `
+local k = block(1)
+redis.call('DEL', k.paused)
+notify(ARGV[3], k, ARGV[4])
+return 1
+`)
+
+// appendEventsScript appends a batch of events to the stream and trims it
+// to the events it keeps (on a cluster, where a queue script cannot reach
+// the stream).
+//
+// KEYS[1] events stream, KEYS[2] its event count
+// ARGV[1] '1', ARGV[2] events kept, ARGV[3] the batch (JSON array), ARGV[4]
+// the number of events in it
+var appendEventsScript = redis.NewScript(luaLib + `
+local n = tonumber(ARGV[4])
+redis.call('XADD', KEYS[1], '*', 'n', n, 'e', ARGV[3])
+local total = redis.call('INCRBY', KEYS[2], n)
+while total > EVMAX and redis.call('XLEN', KEYS[1]) > 1 do
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  redis.call('XDEL', KEYS[1], first[1])
+  total = redis.call('DECRBY', KEYS[2], tonumber(first[2][2]))
+end
+return 1
 `)
 
 // heartbeatScript records that a process is alive, on the Redis server's
 // clock (so hosts whose clocks disagree agree on who is late).
 //
-// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the process's start marks,
-// KEYS[4] the namespace's epoch
+// KEYS[1] procs set, KEYS[2] process hash, KEYS[3] the namespace's epoch,
+// KEYS[4] the set of processes being reaped
 // ARGV[1] process id, ARGV[2] info JSON, ARGV[3] busy JSON, ARGV[4] hash TTL
-// (s), ARGV[5] '1' on the first beat, ARGV[6] start marks TTL (s), ARGV[7]
-// the process's liveness channel (empty for none), ARGV[8] its heartbeat
-// interval (ms), ARGV[9] the epoch the process knows (empty on the first beat),
-// ARGV[10] a new epoch, used if there is none (a fresh token every beat, so
-// an epoch set again after a loss differs from every epoch before)
+// (s), ARGV[5] '1' on the first beat, ARGV[6] the process's liveness channel
+// (empty for none), ARGV[7] its heartbeat interval (ms), ARGV[8] the epoch
+// the process knows (empty on the first beat), ARGV[9] a new epoch, used if
+// there is none (a fresh token every beat, so an epoch set again after a
+// loss differs from every epoch before)
 //
 // The liveness channel is a pub/sub channel the process stays subscribed to
 // (see reapScript); the process hash records it with the interval, so
@@ -408,59 +784,32 @@ return {moved, next_due}
 // registered, 0 when it had been presumed dead and reaped since its last
 // beat, 2 when Redis lost its registration with the data; it is registered
 // again in every case.
-var heartbeatScript = redis.NewScript(luaLib + `
-local now = server_ms()
+var heartbeatScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local known = redis.call('ZSCORE', KEYS[1], ARGV[1])
-local epoch = redis.call('GET', KEYS[4])
+local epoch = redis.call('GET', KEYS[3])
 local lost = false
 if not epoch then
-  epoch, lost = ARGV[10], true
-  redis.call('SET', KEYS[4], epoch)
+  epoch, lost = ARGV[9], true
+  redis.call('SET', KEYS[3], epoch)
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('HSET', KEYS[2], 'info', ARGV[2], 'busy', ARGV[3], 'beat', now, 'alive', ARGV[7], 'hb', ARGV[8])
+redis.call('HSET', KEYS[2], 'info', ARGV[2], 'busy', ARGV[3], 'beat', now, 'alive', ARGV[6], 'hb', ARGV[7])
 redis.call('HDEL', KEYS[2], 'gone')
 redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
 local status = 1
 if not known and ARGV[5] ~= '1' then
-  if lost or (ARGV[9] ~= '' and ARGV[9] ~= epoch) then status = 2 else status = 0 end
+  if lost or (ARGV[8] ~= '' and ARGV[8] ~= epoch) then status = 2 else status = 0 end
 end
 return {status, now, epoch}
 `)
 
-// restoreScript puts back the in-flight entries of a process after Redis
-// lost them (see heartbeatScript), for the jobs the process still holds,
-// with their leases; an entry present is left alone. It raises the lease
-// counter to the highest lease restored, so no later lease repeats one, and
-// restores the start marks of recovered jobs the process started.
-//
-// KEYS[1] in-flight hash, KEYS[2] the process's start marks, KEYS[3] lease counter
-// ARGV[1] start marks TTL (s), then 4 per job: jid, lease, envelope, '1' to
-// mark it started
-//
-// Returns the number of entries put back.
-var restoreScript = redis.NewScript(`
-local n, top = 0, tonumber(redis.call('GET', KEYS[3]) or '0') or 0
-local marked = false
-for i = 2, #ARGV - 3, 4 do
-  local jid, lease = ARGV[i], ARGV[i+1]
-  n = n + redis.call('HSETNX', KEYS[1], jid, lease .. '|' .. ARGV[i+2])
-  if ARGV[i+3] == '1' then
-    redis.call('HSETNX', KEYS[2], jid, lease)
-    marked = true
-  end
-  local l = tonumber(lease)
-  if l > top then top = l end
-end
-redis.call('SET', KEYS[3], string.format('%d', top))
-if marked then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
-return n
-`)
-
-// reapScript returns the in-flight jobs of dead processes to the head of
-// their queues, counting the recovery in each envelope, and forgets those
-// processes. Times are the Redis server's.
+// reapScript finds the dead processes and moves them from the procs set to
+// the reaping set; the caller then reaps their jobs queue by queue
+// (reapQueueScript) and drops them from the reaping set (doneReapingScript).
+// A reaper that dies half way leaves them in the reaping set, where the next
+// reaper finds them. Times are the Redis server's.
 //
 // A process is dead when it has not beaten for DeadAfter (it died, hung or
 // lost Redis), or, much sooner, when its liveness connection is gone: each
@@ -474,61 +823,37 @@ return n
 // reaps at least half an interval apart, with no beat in between (a beat
 // clears the mark the first reap leaves, field 'gone' of its hash).
 //
-// A recovery counts against a job only when the job may have been what
-// killed its process. Nothing says whether a job never recovered before was
-// running or only fetched ahead, so its first recovery always counts. A job
-// recovered before is marked in started:<id> (with its lease) by the run
-// that starts it, before any of its code runs: its recovery counts only
-// with that mark. So a job fetched ahead by process after process that each
-// died of something else is never taken for a poison pill.
+// KEYS[1] procs set, KEYS[2] reaping set
+// ARGV[1] DeadAfter (ms), ARGV[2] this process's id (never reaped), ARGV[3]
+// how long a process must be silent to be looked at (ms), ARGV[4] the
+// process hash key prefix (G "proc:")
 //
-// KEYS[1] procs set
-// ARGV[1] prefix, ARGV[2] DeadAfter (ms), ARGV[3] this process's id (never
-// reaped), ARGV[4] how long a process must be silent to be looked at (ms)
-//
-// Returns {jobs recovered, ms until a process seen without its liveness
-// connection may be confirmed dead (-1: none pending), reaped process ids...}.
-var reapScript = redis.NewScript(luaLib + `
-local p, self = ARGV[1], ARGV[3]
-local now = server_ms()
-local dead_cut = now - tonumber(ARGV[2])
-local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[4]), 'WITHSCORES', 'LIMIT', 0, 100)
-local out = {0, -1}
-local woke = {}
+// Returns {ms until a process seen without its liveness connection may be
+// confirmed dead (-1: none pending), ids of the processes to reap (those
+// found dead now and those left in the reaping set)...}.
+var reapScript = redis.NewScript(`
+local self, pp = ARGV[2], ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead_cut = now - tonumber(ARGV[1])
+local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]), 'WITHSCORES', 'LIMIT', 0, 100)
+local out = {-1}
 local function recheck(ms)
   if ms < 1 then ms = 1 end
-  if out[2] < 0 or ms < out[2] then out[2] = ms end
+  if out[1] < 0 or ms < out[1] then out[1] = ms end
 end
-local function reap(id)
-  local ik, sk = p .. 'inflight:' .. id, p .. 'started:' .. id
-  local all = redis.call('HGETALL', ik)
-  for i = 2, #all, 2 do
-    local lease, env = entry(all[i])
-    local head, n, tail = string.match(env or '', '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
-    local q = env and env_queue(env)
-    if head and q then
-      n = tonumber(n)
-      if n == 0 or redis.call('HGET', sk, all[i-1]) == lease then n = n + 1 end
-      env = head .. n .. tail
-      redis.call('LPUSH', p .. 'q:' .. q, env)
-      woke[q] = true
-    else
-      redis.call('HSET', p .. 'j:' .. all[i-1], 'env', env or all[i], 'err', '{"message":"rdb: unreadable in-flight entry recovered from a dead process","class":"rdb"}')
-      redis.call('ZADD', p .. 'dead', now, all[i-1])
-    end
-    out[1] = out[1] + 1
-  end
-  redis.call('DEL', ik, sk, p .. 'proc:' .. id)
+local function dead(id)
   redis.call('ZREM', KEYS[1], id)
-  out[#out+1] = id
+  redis.call('DEL', pp .. id)
+  redis.call('ZADD', KEYS[2], now, id)
 end
 for i = 1, #silent, 2 do
   local id, beat = silent[i], tonumber(silent[i+1])
   if id ~= self then
     if beat <= dead_cut then
-      reap(id)
+      dead(id)
     else
-      local pk = p .. 'proc:' .. id
+      local pk = pp .. id
       local f = redis.call('HMGET', pk, 'alive', 'hb', 'gone')
       local hb = tonumber(f[2] or '')
       if f[1] and f[1] ~= '' and hb and beat <= now - 1.5 * hb then
@@ -539,7 +864,7 @@ for i = 1, #silent, 2 do
           redis.call('HSET', pk, 'gone', now)
           recheck(hb / 2)
         elseif now - gone >= hb / 2 then
-          reap(id)
+          dead(id)
         else
           recheck(gone + hb / 2 - now)
         end
@@ -547,151 +872,10 @@ for i = 1, #silent, 2 do
     end
   end
 end
-notify(p, woke)
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, 99)) do
+  if id ~= self then out[#out+1] = id end
+end
 return out
-`)
-
-// releaseScript hands jobs a process holds but will not run back to the head
-// of their queues, without counting anything: fetched jobs a shutting-down
-// process never started, or orphans (jobs in its in-flight hash it does not
-// hold, after a lost fetch reply).
-//
-// KEYS[1] in-flight hash
-// ARGV[1] prefix, then 2 per job: jid, lease (empty: whatever the lease)
-//
-// Returns the number released.
-var releaseScript = redis.NewScript(luaLib + `
-local p = ARGV[1]
-local n = 0
-local woke = {}
-for i = #ARGV - 1, 2, -2 do
-  local jid, lease = ARGV[i], ARGV[i+1]
-  local l, env = entry(redis.call('HGET', KEYS[1], jid))
-  local q = env and env_queue(env)
-  if q and (l == lease or lease == '') then
-    redis.call('LPUSH', p .. 'q:' .. q, env)
-    redis.call('HDEL', KEYS[1], jid)
-    woke[q] = true
-    n = n + 1
-  end
-end
-notify(p, woke)
-return n
-`)
-
-// cancelScript records a cancellation and carries it out where it can be
-// done at once. The job id goes into the cancels set first: a fetch drops a
-// job whose cancellation is pending, and a runner stops such a running job,
-// so a job that moves while Cancel looks for it is still cancelled. A job
-// waiting in the scheduled, retry or dead set is removed at once.
-//
-// KEYS[1] job hash, KEYS[2] procs set
-// ARGV[1] prefix, ARGV[2] jid, ARGV[3] event JSON, ARGV[4] now (ms),
-// ARGV[5] how long a pending cancellation is kept (ms), ARGV[6] call token,
-// ARGV[7] '1' to forget the cancellation if the job is not found,
-// ARGV[8] '1' to check ARGV[9], the envelope the event was built from (empty:
-// none): a job found in a set with another envelope is left there
-//
-// Returns the state the job was in: 'scheduled', 'retry', 'dead' (removed),
-// 'running' (in some process's in-flight hash: its runner stops it), ”
-// (not found here: it may be queued), or 'changed' (in a set, but its
-// envelope is not ARGV[9]: read it again and build the event anew).
-var cancelScript = redis.NewScript(luaLib + `
-local p, jid = ARGV[1], ARGV[2]
-local prior = replay(p, ARGV[6])
-if prior then return prior end
-local ck = p .. 'cancels'
-redis.call('ZREMRANGEBYSCORE', ck, '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
-redis.call('ZADD', ck, ARGV[4], jid)
-for _, set in ipairs({'scheduled', 'retry', 'dead'}) do
-  if redis.call('ZSCORE', p .. set, jid) then
-    local env = redis.call('HGET', KEYS[1], 'env')
-    if ARGV[8] == '1' and (env or '') ~= ARGV[9] then return 'changed' end
-    redis.call('ZREM', p .. set, jid)
-    if env then release_unique(p, jid, env) end
-    redis.call('DEL', KEYS[1])
-    redis.call('ZREM', ck, jid)
-    publish(p, ARGV[3])
-    return remember(p, ARGV[6], set)
-  end
-end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  if redis.call('HEXISTS', p .. 'inflight:' .. id, jid) == 1 then
-    return remember(p, ARGV[6], 'running')
-  end
-end
-if ARGV[7] == '1' then redis.call('ZREM', ck, jid) end
-return remember(p, ARGV[6], '')
-`)
-
-// removeQueuedScript removes one envelope from a queue list (and any pending
-// cancellation of its job).
-//
-// KEYS[1] queue list
-// ARGV[1] prefix, ARGV[2] jid, ARGV[3] envelope, ARGV[4] event JSON,
-// ARGV[5] '1' to release the job's uniqueness key
-//
-// Returns 1, or 0 when the envelope was no longer there.
-var removeQueuedScript = redis.NewScript(luaLib + `
-if redis.call('LREM', KEYS[1], 1, ARGV[3]) == 0 then return 0 end
-if ARGV[5] == '1' then release_unique(ARGV[1], ARGV[2], ARGV[3]) end
-redis.call('ZREM', ARGV[1] .. 'cancels', ARGV[2])
-publish(ARGV[1], ARGV[4])
-return 1
-`)
-
-// moveScript is the admin API's move of a job waiting in a sorted set
-// (scheduled, retry or dead) to its queue's tail ('queue'), the dead set
-// ('dead') or nowhere ('delete'). The caller built the event from the
-// envelope it read; if the envelope is no longer that one (the job moved
-// and came back, an attempt later), nothing is done, so the caller reads it
-// again rather than publish a stale event.
-//
-// KEYS[1] job hash
-// ARGV[1] prefix, ARGV[2] jid, ARGV[3] set it waits in, ARGV[4] target,
-// ARGV[5] now (ms), ARGV[6] event JSON, ARGV[7] dead max jobs, ARGV[8] dead
-// max age (ms), ARGV[9] call token, ARGV[10] the envelope the event was
-// built from (empty: do not check)
-//
-// Returns 1, 0 when the job is not in that set, or -1 when its envelope is
-// not ARGV[10].
-var moveScript = redis.NewScript(luaLib + `
-local p, jid, jk, from, to = ARGV[1], ARGV[2], KEYS[1], ARGV[3], ARGV[4]
-local prior = replay(p, ARGV[9])
-if prior then return prior end
-local env = redis.call('HGET', jk, 'env')
-if not env then return remember(p, ARGV[9], 0) end
-if ARGV[10] ~= '' and env ~= ARGV[10] then return -1 end
-if redis.call('ZREM', p .. from, jid) == 0 then return remember(p, ARGV[9], 0) end
-local now = tonumber(ARGV[5])
-local q = env_queue(env)
-if to == 'queue' and q then
-  redis.call('RPUSH', p .. 'q:' .. q, env)
-  redis.call('DEL', jk)
-  notify(p, {[q] = true})
-elseif to == 'dead' then
-  redis.call('ZADD', p .. 'dead', now, jid)
-  redis.call('PEXPIRE', p .. 'it:' .. jid, ARGV[8])
-  release_unique(p, jid, env)
-  trim_dead(p, now, tonumber(ARGV[7]), tonumber(ARGV[8]))
-elseif to == 'delete' then
-  release_unique(p, jid, env)
-  redis.call('DEL', jk, p .. 'it:' .. jid)
-else
-  redis.call('ZADD', p .. from, now, jid)
-  return redis.error_reply('rdb: cannot move job to ' .. to)
-end
-publish(p, ARGV[6])
-return remember(p, ARGV[9], 1)
-`)
-
-// resumeQueueScript unpauses a queue and wakes idle workers.
-//
-// KEYS[1] paused set; ARGV[1] prefix, ARGV[2] queue
-var resumeQueueScript = redis.NewScript(luaLib + `
-redis.call('SREM', KEYS[1], ARGV[2])
-notify(ARGV[1], {[ARGV[2]] = true})
-return 1
 `)
 
 // iterBeginScript claims an iterable job's state for a run.
@@ -751,21 +935,4 @@ for i = 5, #ARGV do fv[#fv+1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fv))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 2
-`)
-
-// forgiveScript sets to zero the recovery count of a job a run holds: the
-// run made progress, so the crashes before it were not the job's fault.
-//
-// KEYS[1] in-flight hash
-// ARGV[1] jid, ARGV[2] lease
-//
-// Returns 1, or 0 when the run no longer holds the job.
-var forgiveScript = redis.NewScript(luaLib + `
-local l, env = entry(redis.call('HGET', KEYS[1], ARGV[1]))
-if not l or l ~= ARGV[2] then return 0 end
-local head, n, tail = string.match(env, '^(1|[^|]*|[^|]*|[^|]*|[^|]*|)(%d+)(|.*)$')
-if head and n ~= '0' then
-  redis.call('HSET', KEYS[1], ARGV[1], l .. '|' .. head .. '0' .. tail)
-end
-return 1
 `)

@@ -91,7 +91,7 @@ func RealRedis(t testing.TB) Redis {
 
 // DeleteNamespace removes every key of namespace ns.
 func DeleteNamespace(ctx context.Context, c redis.UniversalClient, ns string) {
-	iter := c.Scan(ctx, 0, "{"+ns+"}:*", 1000).Iterator()
+	iter := c.Scan(ctx, 0, "{"+ns+"[}/]*", 1000).Iterator()
 	var keys []string
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
