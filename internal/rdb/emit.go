@@ -2,7 +2,6 @@ package rdb
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 
 	"github.com/iterjob/iterjob/jobtype"
@@ -24,7 +23,7 @@ func (e Emitter) Encode(ctx context.Context, ev jobtype.Event) []byte {
 	if !e.Publish {
 		return nil
 	}
-	b, err := json.Marshal(ev)
+	b, err := ev.AppendJSON(make([]byte, 0, 192))
 	if err != nil {
 		e.Log.ErrorContext(ctx, "iterjob: encode event", slog.String("type", string(ev.Type)), slog.String("jid", ev.JobID), slog.Any("error", err))
 		return nil
