@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/iterjob/iterjob/internal/rdb"
+	"github.com/iterjob/iterjob/jobtype"
 )
 
 // ErrStaleRun is returned when a run writes state that a later run of the
@@ -67,6 +68,24 @@ type State struct {
 	ProgressDone  int64  `json:"progress_done"`
 	ProgressTotal int64  `json:"progress_total"`
 	ProgressUnit  string `json:"progress_unit,omitempty"`
+}
+
+// Progress is the state's progress as events and the admin API show it:
+// the enumerator's last report (or the items done, out of an unknown total),
+// the fraction done and an estimate of the time left at the rate so far.
+func (st State) Progress() *jobtype.Progress {
+	p := &jobtype.Progress{
+		Cursor: st.Cursor, ItemsProcessed: st.ItemsProcessed, TimesInterrupted: st.TimesInterrupted,
+		Executions: st.Executions, RunTime: st.RunTime,
+		Done: st.ProgressDone, Total: st.ProgressTotal, Unit: st.ProgressUnit, Fraction: -1,
+	}
+	if p.Total > 0 && p.Done >= 0 {
+		p.Fraction = float64(p.Done) / float64(p.Total)
+		if p.Done > 0 && p.Done < p.Total {
+			p.ETA = time.Duration(float64(st.RunTime) * float64(p.Total-p.Done) / float64(p.Done))
+		}
+	}
+	return p
 }
 
 // Store keeps iterable jobs' state. Writes are fenced by run number: each run
@@ -205,6 +224,29 @@ func (s *RedisStore) Restore(ctx context.Context, jid string, run int64, st Stat
 		return false, fmt.Errorf("%w: run %d of job %s", ErrStaleRun, run, jid)
 	}
 	return restored, nil
+}
+
+// JobState returns jid's iteration status and progress ("" and nil when it
+// has no state). It satisfies queue.StateReader, so that queue.Client.Job
+// shows an iterable job's progress.
+func (s *RedisStore) JobState(ctx context.Context, jid string) (string, *jobtype.Progress, error) {
+	return jobState(ctx, s, jid)
+}
+
+// JobState is RedisStore.JobState.
+func (s *MemoryStore) JobState(ctx context.Context, jid string) (string, *jobtype.Progress, error) {
+	return jobState(ctx, s, jid)
+}
+
+func jobState(ctx context.Context, s Store, jid string) (string, *jobtype.Progress, error) {
+	st, err := s.Load(ctx, jid)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return string(st.Status), st.Progress(), nil
 }
 
 // Load implements Store.

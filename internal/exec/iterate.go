@@ -574,20 +574,7 @@ func (it *iteration[A, T, C]) progress(ctx context.Context) *jobtype.Progress {
 	return progressOf(it.snapshot(ctx, ""))
 }
 
-func progressOf(st cursor.State) *jobtype.Progress {
-	p := &jobtype.Progress{
-		Cursor: st.Cursor, ItemsProcessed: st.ItemsProcessed, TimesInterrupted: st.TimesInterrupted,
-		Executions: st.Executions, RunTime: st.RunTime,
-		Done: st.ProgressDone, Total: st.ProgressTotal, Unit: st.ProgressUnit, Fraction: -1,
-	}
-	if p.Total > 0 && p.Done >= 0 {
-		p.Fraction = float64(p.Done) / float64(p.Total)
-		if p.Done > 0 && p.Done < p.Total {
-			p.ETA = time.Duration(float64(st.RunTime) * float64(p.Total-p.Done) / float64(p.Done))
-		}
-	}
-	return p
-}
+func progressOf(st cursor.State) *jobtype.Progress { return st.Progress() }
 
 func (it *iteration[A, T, C]) event(t jobtype.EventType, p *jobtype.Progress) jobtype.Event {
 	ev := jobtype.NewEvent(t, it.e.Job, it.x.now())

@@ -236,3 +236,38 @@ type ProcQueue struct {
 	Name   string
 	Weight int
 }
+
+// HeldBy says where a process holds job jid: the queue, the process and its
+// in-flight entry ("<lease>|<envelope>"), or empty strings.
+func (db *DB) HeldBy(ctx context.Context, jid string, queues []string) (q, proc, entry string, err error) {
+	procs, err := db.C.ZRange(ctx, db.Keys.Procs(), 0, -1).Result()
+	if err != nil || len(procs) == 0 || len(queues) == 0 {
+		return "", "", "", err
+	}
+	pipe := db.C.Pipeline()
+	cmds := make([]*redis.StringCmd, 0, len(queues)*len(procs))
+	for _, q := range queues {
+		for _, p := range procs {
+			cmds = append(cmds, pipe.HGet(ctx, db.Keys.Q(q).Inflight(p), jid))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", "", "", err
+	}
+	for i, c := range cmds {
+		if v := c.Val(); v != "" {
+			return queues[i/len(procs)], procs[i%len(procs)], v, nil
+		}
+	}
+	return "", "", "", nil
+}
+
+// ParkedError returns the last error (JSON) of job jid parked in queue q
+// ("" if none).
+func (db *DB) ParkedError(ctx context.Context, q, jid string) (string, error) {
+	v, err := db.C.HGet(ctx, db.Keys.Q(q).Errors(), jid).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
