@@ -93,7 +93,8 @@ func main() {
 	batch := flag.Int("batch", 1000, "jobs per EnqueueMany call")
 	latencyJobs := flag.Int("latency", 1000, "jobs for the pickup-latency phase (0 to skip)")
 	ahead := flag.Int("ahead", 0, "runner FetchAhead (0 = the default, Concurrency)")
-	events := flag.Bool("events", false, "publish lifecycle events (costs a PUBLISH per transition)")
+	events := flag.Bool("events", false, "also measure with lifecycle events on: runs off and on alternately (-rounds times) and prints the ratio")
+	rounds := flag.Int("rounds", 3, "with -events: rounds of off and on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the processing phase to this file")
 	// The default is not given to flag, which would print it (password
 	// and all) in -h.
@@ -101,17 +102,47 @@ func main() {
 	flag.Parse()
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
 	profile, fetchAhead = *cpuprofile, *ahead
-	if err := run(*url, *n, *conc, *batch, *latencyJobs, *events); err != nil {
-		fmt.Fprintln(os.Stderr, "throughput:", err)
-		os.Exit(1)
+	if !*events {
+		if _, err := run(*url, *n, *conc, *batch, *latencyJobs, false); err != nil {
+			fmt.Fprintln(os.Stderr, "throughput:", err)
+			os.Exit(1)
+		}
+		return
 	}
+	// Events off and on, alternately, so both see the same machine.
+	var off, on []float64
+	for range *rounds {
+		for _, ev := range []bool{false, true} {
+			rate, err := run(*url, *n, *conc, *batch, 0, ev)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "throughput:", err)
+				os.Exit(1)
+			}
+			if ev {
+				on = append(on, rate)
+			} else {
+				off = append(off, rate)
+			}
+		}
+	}
+	mOff, mOn := median(off), median(on)
+	fmt.Printf("\nevents off: median %.0f jobs/s; events on: median %.0f jobs/s; on/off %.2f (events cost %.0f %%; target: at most 25 %%)\n",
+		mOff, mOn, mOn/mOff, 100*(1-mOn/mOff))
 }
 
-func run(url string, n, conc, batch, latencyJobs int, events bool) error {
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// run measures enqueue and processing of n no-op jobs in a namespace of its
+// own, and returns the processing rate (jobs/s).
+func run(url string, n, conc, batch, latencyJobs int, events bool) (float64, error) {
 	ctx := context.Background()
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return fmt.Errorf("redis URL %s: %w", redact.URL(url), redact.Error(err, url))
+		return 0, fmt.Errorf("redis URL %s: %w", redact.URL(url), redact.Error(err, url))
 	}
 	opts.PoolSize = 4 * conc
 	if os.Getenv("RESP") == "2" {
@@ -120,7 +151,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w (start one: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no)", redact.URL(url), redact.Error(err, url))
+		return 0, fmt.Errorf("redis at %s: %w (start one: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no)", redact.URL(url), redact.Error(err, url))
 	}
 	rt := &counter{}
 	rdb.AddHook(rt)
@@ -130,7 +161,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 
 	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger, PublishEvents: events})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	fmt.Printf("iterjob throughput: %d no-op jobs, concurrency %d, Redis %s, events %v\n", n, conc, redact.URL(url), events)
 
@@ -142,7 +173,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	t0 := time.Now()
 	for left := n; left > 0; left -= batch {
 		if _, err := client.EnqueueMany(ctx, params[:min(batch, left)]); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	enq := time.Since(t0)
@@ -154,7 +185,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	runner.Register(reg, "noop", job, nil)
 	r, err := runner.New(runner.Config{Redis: rdb, Registry: reg, Namespace: ns, Logger: logger, Concurrency: conc, FetchAhead: fetchAhead, PublishEvents: events})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	processed := func() int64 {
 		v, _ := rdb.HGet(ctx, "{"+ns+"/default}:stats", "processed").Int64() // see internal/rdb/keys.go
@@ -164,16 +195,16 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	t0 = time.Now()
 	if err := r.Start(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	for job.done.Load() < int64(n) {
 		time.Sleep(time.Millisecond)
@@ -196,12 +227,12 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) error {
 
 	if latencyJobs > 0 {
 		if err := latency(ctx, client, r, job, latencyJobs); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return r.Stop(stopCtx)
+	return float64(n) / work.Seconds(), r.Stop(stopCtx)
 }
 
 // latency enqueues jobs one at a time on an idle runner and measures

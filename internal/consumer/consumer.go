@@ -221,7 +221,8 @@ type Consumer struct {
 	epoch string // the namespace's epoch, learnt at the first beat
 
 	pendMu  sync.Mutex
-	pend    []string      // encoded events no queue change carried yet
+	pend    []byte        // encoded events no queue change carried yet, joined by commas
+	npend   int           // how many
 	pendNew chan struct{} // signalled when pend becomes non-empty
 }
 
@@ -469,36 +470,49 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 	}
 	now := c.now()
 	owned := make([]rdb.Owned, len(done))
-	withEvents := c.ev.Publish || c.ev.Handler != nil
-	var evs []jobtype.Event
-	if withEvents {
-		evs = make([]jobtype.Event, len(done))
-	}
+	var events []byte
 	for i, d := range done {
 		owned[i] = rdb.Owned{ID: d.Job.ID, Queue: d.Job.Queue, Lease: d.Job.Lease}
-		if withEvents {
-			ev := jobtype.NewEvent(jobtype.EventSucceeded, d.Job, now)
-			if d.Event != nil {
-				ev = *d.Event
+		if c.ev.Publish {
+			ev := c.succeeded(d, now)
+			n := len(events)
+			if n > 0 {
+				events = append(events, ',')
+				n++
 			}
-			evs[i] = ev
-			owned[i].Event = c.ev.Encode(ctx, ev)
+			var err error
+			if events, err = ev.AppendJSON(events); err != nil {
+				c.log.ErrorContext(ctx, "consumer: encode event", slog.String("jid", d.Job.ID), slog.Any("error", err))
+				events = events[:max(n-1, 0)]
+				continue
+			}
+			owned[i].EventLen = len(events) - n
 		}
 	}
 	pre := c.takePending()
-	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned, pre)
+	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned, events, pre)
 	if err != nil {
 		c.putBack(pre)
 		return nil, fmt.Errorf("consumer: ack %d jobs: %w", len(done), err)
 	}
 	if c.ev.Handler != nil {
-		for i := range evs {
-			if !slices.Contains(stale, done[i].Job.ID) {
-				c.ev.Handle(ctx, evs[i])
+		for _, d := range done {
+			if !slices.Contains(stale, d.Job.ID) {
+				ev := c.succeeded(d, now)
+				c.ev.Handle(ctx, *ev)
 			}
 		}
 	}
 	return stale, nil
+}
+
+// succeeded is the event of an acknowledged job.
+func (c *Consumer) succeeded(d Done, now time.Time) *jobtype.Event {
+	if d.Event != nil {
+		return d.Event
+	}
+	ev := jobtype.NewEvent(jobtype.EventSucceeded, d.Job, now)
+	return &ev
 }
 
 // Release hands fetched jobs that never started back to the head of their
@@ -629,13 +643,24 @@ func (c *Consumer) CancelRequested(ctx context.Context, jobs []*jobtype.Job) ([]
 // pendingFlush.
 func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) {
 	c.ev.Handle(ctx, ev)
-	b := c.ev.Encode(ctx, ev)
-	if b == nil {
+	if !c.ev.Publish {
 		return
 	}
 	c.pendMu.Lock()
-	c.pend = append(c.pend, string(b))
-	first := len(c.pend) == 1
+	n := len(c.pend)
+	if n > 0 {
+		c.pend = append(c.pend, ',')
+	}
+	b, err := ev.AppendJSON(c.pend)
+	if err != nil {
+		c.pend = c.pend[:n]
+		c.pendMu.Unlock()
+		c.log.ErrorContext(ctx, "consumer: encode event", slog.String("type", string(ev.Type)), slog.String("jid", ev.JobID), slog.Any("error", err))
+		return
+	}
+	c.pend = b
+	c.npend++
+	first := c.npend == 1
 	c.pendMu.Unlock()
 	if first {
 		select {
@@ -653,11 +678,11 @@ const pendingFlush = 20 * time.Millisecond
 func (c *Consumer) takePending() rdb.Pending {
 	c.pendMu.Lock()
 	defer c.pendMu.Unlock()
-	if len(c.pend) == 0 {
+	if c.npend == 0 {
 		return rdb.Pending{}
 	}
-	p := rdb.Pending{Events: strings.Join(c.pend, ","), N: len(c.pend)}
-	c.pend = c.pend[:0]
+	p := rdb.Pending{Events: c.pend, N: c.npend}
+	c.pend, c.npend = make([]byte, 0, cap(c.pend)), 0
 	return p
 }
 
@@ -668,7 +693,10 @@ func (c *Consumer) putBack(p rdb.Pending) {
 		return
 	}
 	c.pendMu.Lock()
-	c.pend = append([]string{p.Events}, c.pend...)
+	if c.npend > 0 {
+		p.Events = append(append(p.Events, ','), c.pend...)
+	}
+	c.pend, c.npend = p.Events, c.npend+p.N
 	c.pendMu.Unlock()
 }
 
@@ -678,7 +706,7 @@ func (c *Consumer) flushPending(ctx context.Context) error {
 	if p.N == 0 {
 		return nil
 	}
-	if err := c.db.AppendEvents(ctx, "["+p.Events+"]"); err != nil {
+	if err := c.db.AppendEvents(ctx, "["+string(p.Events)+"]"); err != nil {
 		c.putBack(p)
 		return fmt.Errorf("consumer: append events: %w", err)
 	}

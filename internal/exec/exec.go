@@ -412,7 +412,10 @@ func (x *Executor) finish(ctx context.Context, e *Execution, d decision) {
 		}
 	}
 	now := d.now
-	log := x.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.String("queue", j.Queue), slog.Int("attempt", j.Attempt))
+	var log *slog.Logger
+	if d.action != Ack { // not on the common path: With allocates
+		log = x.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind), slog.String("queue", j.Queue), slog.Int("attempt", j.Attempt))
+	}
 	o := Outcome{Action: d.action, At: d.at, Cause: d.err}
 	ev := func(t jobtype.EventType) *jobtype.Event {
 		if !x.cfg.EventsOn {

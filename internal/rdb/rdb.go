@@ -216,7 +216,16 @@ func (db *DB) Enqueue(ctx context.Context, now time.Time, jobs []NewJob) ([]Enqu
 			idx[q] = i + 1
 		}
 		keys, args := db.qkeys(group, "")
-		args = append(args, Ms(now), Token(), db.Keys.Notify(), len(group))
+		var events []byte
+		for _, j := range jobs {
+			if _, ok := idx[j.Queue]; ok && len(j.Event) > 0 {
+				if len(events) > 0 {
+					events = append(events, ',')
+				}
+				events = append(events, j.Event...)
+			}
+		}
+		args = append(args, Ms(now), Token(), db.Keys.Notify(), events, len(group))
 		for _, q := range group {
 			args = append(args, q)
 		}
@@ -227,7 +236,7 @@ func (db *DB) Enqueue(ctx context.Context, now time.Time, jobs []NewJob) ([]Enqu
 				continue
 			}
 			pos = append(pos, i)
-			args = append(args, qi, j.ID, j.Envelope, j.Due, j.UniqueHash, j.UniqueTTLMs, j.Event, j.KeepIDMs)
+			args = append(args, qi, j.ID, j.Envelope, j.Due, j.UniqueHash, j.UniqueTTLMs, len(j.Event), j.KeepIDMs)
 		}
 		res, err := enqueueScript.Run(ctx, db.C, keys, args...).Slice()
 		if err != nil {
@@ -298,7 +307,9 @@ func (db *DB) Fetch(ctx context.Context, procID string, n int, queues []string, 
 type Owned struct {
 	ID, Queue string
 	Lease     int64
-	Event     []byte // emitted on success; nil for none
+	// EventLen is the length of the job's event in the events given with
+	// it (Ack), 0 for none.
+	EventLen int
 }
 
 // byQueue groups jobs' indexes by queue, queues in first-seen order.
@@ -318,23 +329,50 @@ func byQueue(n int, queue func(int) string) ([]string, map[string][]int) {
 // Pending is a batch of events emitted before a call that carries them
 // (JSON objects joined by commas, and their number).
 type Pending struct {
-	Events string
+	Events []byte
 	N      int
 }
 
 // Ack completes succeeded jobs; it returns the ids whose lease had moved on.
-// pre are events to append before theirs.
-func (db *DB) Ack(ctx context.Context, procID string, now time.Time, jobs []Owned, pre Pending) ([]string, error) {
+// events holds the jobs' events, in job order, joined by commas (each
+// Owned.EventLen long); pre are events to append before them.
+func (db *DB) Ack(ctx context.Context, procID string, now time.Time, jobs []Owned, events []byte, pre Pending) ([]string, error) {
 	names, idx := byQueue(len(jobs), func(i int) string { return jobs[i].Queue })
+	groups := db.groups(names)
+	var at []int // each job's event offset in events, when regrouped
+	if len(groups) > 1 || len(names) > 1 {
+		at = make([]int, len(jobs))
+		off := 0
+		for i, j := range jobs {
+			at[i] = off
+			if j.EventLen > 0 {
+				off += j.EventLen + 1
+			}
+		}
+	}
 	var stale []string
-	for _, group := range db.groups(names) {
+	for _, group := range groups {
 		keys, args := db.qkeys(group, procID)
-		args = append(args, Day(now), oldDay(now), pre.Events, pre.N)
+		evs := events
+		if at != nil {
+			evs = nil
+			for _, q := range group {
+				for _, i := range idx[q] {
+					if n := jobs[i].EventLen; n > 0 {
+						if len(evs) > 0 {
+							evs = append(evs, ',')
+						}
+						evs = append(evs, events[at[i]:at[i]+n]...)
+					}
+				}
+			}
+		}
+		args = append(args, Day(now), oldDay(now), pre.Events, pre.N, evs)
 		pre = Pending{}
 		for qi, q := range group {
 			for _, i := range idx[q] {
 				j := jobs[i]
-				args = append(args, qi+1, j.ID, j.Lease, j.Event)
+				args = append(args, qi+1, j.ID, j.Lease, j.EventLen)
 			}
 		}
 		res, err := ackScript.Run(ctx, db.C, keys, args...).Slice()

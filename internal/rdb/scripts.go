@@ -52,6 +52,18 @@ local function flush()
   end
   return ''
 end
+-- events_of walks a blob of events joined by commas, whose lengths are
+-- given one per job (0: the job has none): events_of(blob) returns a
+-- function that, given the next job's length, returns its event.
+local function events_of(blob)
+  local at = 1
+  return function(n)
+    if n == 0 then return nil end
+    local ev = string.sub(blob, at, at + n - 1)
+    at = at + n + 1
+    return ev
+  end
+end
 -- qkeys names the block of a queue's keys starting at KEYS[b].
 local function qkeys(b)
   return {jobs=KEYS[b], inflight=KEYS[b+1], started=KEYS[b+2], leases=KEYS[b+3], paused=KEYS[b+4],
@@ -161,29 +173,32 @@ end
 // KEYS[1..2] events; then one block per queue (QKeys.block)
 // ARGV[1..2] events; ARGV[3] now (ms), ARGV[4] call token (a retried call
 // returns the first call's reply; kept in the first queue's calls),
-// ARGV[5] notify channel, ARGV[6] the number of queues, ARGV[7..] their
+// ARGV[5] notify channel, ARGV[6] the jobs' events (JSON objects joined by
+// commas, in job order), ARGV[7] the number of queues, ARGV[8..] their
 // names, then 8 per job:
 //
 //	queue index (1-based), jid, envelope, due (ms, 0 = now), unique hash
-//	('' = none), unique ttl (ms, 0 = until the job finishes), event JSON
-//	('' = none), how long to remember a caller-chosen jid (ms, 0 = not chosen)
+//	('' = none), unique ttl (ms, 0 = until the job finishes), length of the
+//	job's event in ARGV[6] (0: none), how long to remember a caller-chosen
+//	jid (ms, 0 = not chosen)
 //
 // Returns {events, then per job a status and a job id}: 1 queued, 2
 // scheduled, 0 duplicate (the id is the job holding the uniqueness key, or
 // the remembered jid).
 var enqueueScript = redis.NewScript(luaLib + `
-local now, tok, ch, nq = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[6])
+local now, tok, ch, nq = tonumber(ARGV[3]), ARGV[4], ARGV[5], tonumber(ARGV[7])
 local first = block(1)
 local prior = replay(first, tok)
 if prior then return prior end
 local names = {}
-for i = 1, nq do names[i] = ARGV[6 + i] end
+for i = 1, nq do names[i] = ARGV[7 + i] end
 local out, pushes, pruned = {''}, {}, {}
-for b = 7 + nq, #ARGV - 7, 8 do
+local all, nev = true, 0
+for b = 8 + nq, #ARGV - 7, 8 do
   local qi = tonumber(ARGV[b])
   local k = block(qi)
   local jid, env, due, uh = ARGV[b+1], ARGV[b+2], tonumber(ARGV[b+3]), ARGV[b+4]
-  local uttl, ev, keep = tonumber(ARGV[b+5]), ARGV[b+6], tonumber(ARGV[b+7])
+  local uttl, ev, keep = tonumber(ARGV[b+5]), ARGV[b+6] ~= '0', tonumber(ARGV[b+7])
   local status = 1
   if keep > 0 then
     if not pruned[qi] then
@@ -217,7 +232,9 @@ for b = 7 + nq, #ARGV - 7, 8 do
       if not l then l = {}; pushes[qi] = l end
       l[#l+1] = env
     end
-    emit(ev)
+    if ev then nev = nev + 1 end
+  elseif ev then
+    all = false
   end
   out[#out+1] = status
   out[#out+1] = jid
@@ -228,6 +245,22 @@ for qi, l in pairs(pushes) do
     redis.call('RPUSH', k.jobs, unpack(l, i, math.min(i + 999, #l)))
   end
   notify(ch, k, names[qi])
+end
+if all then
+  -- The common case: the events go out as one piece.
+  emit(ARGV[6], nev)
+else
+  -- Some were duplicates: emit the events of the jobs added only.
+  local again = events_of(ARGV[6])
+  local j = 2
+  for b = 8 + nq, #ARGV - 7, 8 do
+    local evlen = tonumber(ARGV[b+6])
+    if evlen > 0 then
+      local ev = again(evlen)
+      if out[j] ~= 0 then emit(ev) end
+    end
+    j = j + 2
+  end
 end
 out[1] = flush()
 return remember(first, tok, now, out)
@@ -334,19 +367,26 @@ var FetchScriptHash = fetchScript.Hash()
 // KEYS[1..2] events; then one block per queue, for the acking process
 // ARGV[1..2] events; ARGV[3] day (yyyy-mm-dd), ARGV[4] the day whose counter
 // to drop, ARGV[5] events that precede (JSON objects joined by commas),
-// ARGV[6] their number, then 4 per job: queue index, jid, lease, event JSON
+// ARGV[6] their number, ARGV[7] the jobs' events (JSON objects joined by
+// commas, in job order), then 4 per job: queue index, jid, lease, length of
+// its event in ARGV[7] (0: none)
+//
+// The events go out as one piece when every job is acknowledged (the common
+// case: Lua never handles them one by one); otherwise those of the stale
+// jobs are cut out.
 //
 // Returns {events, ids of stale jobs...}.
 var ackScript = redis.NewScript(luaLib + `
 local byq, stale = {}, {''}
 emit(ARGV[5], tonumber(ARGV[6]))
-for i = 7, #ARGV - 3, 4 do
+for i = 8, #ARGV - 3, 4 do
   local qi = tonumber(ARGV[i])
   local l = byq[qi]
   if not l then l = {ids = {}, args = {}}; byq[qi] = l end
   l.ids[#l.ids+1] = ARGV[i+1]
   l.args[#l.args+1] = i
 end
+local ok = {}
 for qi, l in pairs(byq) do
   local k = block(qi)
   local vals = redis.call('HMGET', k.inflight, unpack(l.ids))
@@ -360,7 +400,7 @@ for qi, l in pairs(byq) do
     if lease and lease == ARGV[i+2] then
       if uh ~= '-' then release_unique(k, jid, uh) end
       done[#done+1] = jid
-      emit(ARGV[i+3])
+      ok[i] = true
     else
       stale[#stale+1] = jid
     end
@@ -370,6 +410,21 @@ for qi, l in pairs(byq) do
     if redis.call('EXISTS', k.started) == 1 then redis.call('HDEL', k.started, unpack(done)) end
     if redis.call('EXISTS', k.cancels) == 1 then redis.call('ZREM', k.cancels, unpack(done)) end
     bump(k, 'processed', ARGV[3], ARGV[4], #done)
+  end
+end
+if ARGV[7] ~= '' then
+  if #stale == 1 then
+    local n = 0
+    for i = 8, #ARGV - 3, 4 do
+      if ARGV[i+3] ~= '0' then n = n + 1 end
+    end
+    emit(ARGV[7], n)
+  else
+    local next_event = events_of(ARGV[7])
+    for i = 8, #ARGV - 3, 4 do
+      local ev = next_event(tonumber(ARGV[i+3]))
+      if ok[i] then emit(ev) end
+    end
   end
 end
 stale[1] = flush()
