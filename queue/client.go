@@ -46,9 +46,9 @@ type Config struct {
 	Namespace string
 	// Logger receives the client's logs. Default slog.Default().
 	Logger *slog.Logger
-	// PublishEvents publishes lifecycle events as JSON on the namespace's
-	// events channel (see Subscribe). Default off: each event costs Redis a
-	// PUBLISH.
+	// PublishEvents appends lifecycle events to the namespace's capped
+	// events stream (see Subscribe), in the same Lua call that moves the
+	// job. Default off.
 	PublishEvents bool
 	// OnEvent, if set, is called in-process for every event this client
 	// causes, whether or not events are published. It must be quick.

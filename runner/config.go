@@ -123,8 +123,8 @@ type Config struct {
 	Store cursor.Store
 	// Middleware wraps every run, outermost first.
 	Middleware []Middleware
-	// PublishEvents publishes lifecycle events on the namespace's events
-	// channel (see queue.Client.Subscribe). Default off.
+	// PublishEvents appends lifecycle events to the namespace's capped
+	// events stream (see queue.Client.Subscribe). Default off.
 	PublishEvents bool
 	// EventsMax is how many events the namespace's events stream keeps;
 	// see queue.Config.EventsMax. Zero means queue.EventsMaxDefault.
