@@ -34,6 +34,7 @@ import (
 var (
 	profile    string
 	fetchAhead int
+	eventsMax  int64
 )
 
 type noop struct {
@@ -94,6 +95,7 @@ func main() {
 	latencyJobs := flag.Int("latency", 1000, "jobs for the pickup-latency phase (0 to skip)")
 	ahead := flag.Int("ahead", 0, "runner FetchAhead (0 = the default, Concurrency)")
 	events := flag.Bool("events", false, "also measure with lifecycle events on: runs off and on alternately (-rounds times) and prints the ratio")
+	evMax := flag.Int64("events-max", 0, "events the stream keeps (0 = queue.EventsMaxDefault)")
 	rounds := flag.Int("rounds", 3, "with -events: rounds of off and on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the processing phase to this file")
 	// The default is not given to flag, which would print it (password
@@ -101,7 +103,7 @@ func main() {
 	url := flag.String("redis", "", "Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
 	flag.Parse()
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
-	profile, fetchAhead = *cpuprofile, *ahead
+	profile, fetchAhead, eventsMax = *cpuprofile, *ahead, *evMax
 	if !*events {
 		if _, err := run(*url, *n, *conc, *batch, *latencyJobs, false); err != nil {
 			fmt.Fprintln(os.Stderr, "throughput:", err)
@@ -159,7 +161,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) (float64, err
 	defer deleteNamespace(rdb, ns)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger, PublishEvents: events})
+	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger, PublishEvents: events, EventsMax: eventsMax})
 	if err != nil {
 		return 0, err
 	}
@@ -183,7 +185,7 @@ func run(url string, n, conc, batch, latencyJobs int, events bool) (float64, err
 	job := &noop{}
 	reg := runner.NewRegistry()
 	runner.Register(reg, "noop", job, nil)
-	r, err := runner.New(runner.Config{Redis: rdb, Registry: reg, Namespace: ns, Logger: logger, Concurrency: conc, FetchAhead: fetchAhead, PublishEvents: events})
+	r, err := runner.New(runner.Config{Redis: rdb, Registry: reg, Namespace: ns, Logger: logger, Concurrency: conc, FetchAhead: fetchAhead, PublishEvents: events, EventsMax: eventsMax})
 	if err != nil {
 		return 0, err
 	}

@@ -38,15 +38,3 @@ func (e Emitter) Handle(ctx context.Context, ev jobtype.Event) {
 		e.Handler(ctx, ev)
 	}
 }
-
-// Send publishes an event that no script carries (started, checkpointed).
-func (e Emitter) Send(ctx context.Context, db *DB, ev jobtype.Event) {
-	e.Handle(ctx, ev)
-	b := e.Encode(ctx, ev)
-	if b == nil {
-		return
-	}
-	if err := db.C.Publish(ctx, db.Keys.Events(), b).Err(); err != nil {
-		e.Log.WarnContext(ctx, "iterjob: publish event", slog.String("type", string(ev.Type)), slog.String("jid", ev.JobID), slog.Any("error", err))
-	}
-}

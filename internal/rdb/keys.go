@@ -18,7 +18,8 @@
 //	G proc:<id>       hash: a process's info, busy jobs, beat, liveness channel, interval
 //	G epoch           a token set once per namespace: its loss tells that Redis lost the data
 //	G events          stream of lifecycle events; an entry holds a batch (fields n, e = JSON array)
-//	G events:n        how many events the stream holds (for trimming by events, not entries)
+//	G events:idx      list: one "cum n id" per stream entry, oldest first (cum: events ever
+//	                  appended, n: the entry's events), so trimming by events never reads entries
 //	G notify          pub/sub channel: a queue got work (message = queue name)
 //	G alive:<id>      pub/sub channel a live process stays subscribed to
 //
@@ -82,7 +83,7 @@ func (k Keys) Reaping() string        { return k.g + "reaping" }
 func (k Keys) Proc(id string) string  { return k.g + "proc:" + id }
 func (k Keys) Epoch() string          { return k.g + "epoch" }
 func (k Keys) Events() string         { return k.g + "events" }
-func (k Keys) EventsCount() string    { return k.g + "events:n" }
+func (k Keys) EventsIndex() string    { return k.g + "events:idx" }
 func (k Keys) Notify() string         { return k.g + "notify" }
 func (k Keys) Alive(id string) string { return k.g + "alive:" + id }
 

@@ -88,7 +88,7 @@ func (db *DB) qkeys(queues []string, proc string) ([]string, []any) {
 		q := db.Keys.Q(queues[0])
 		keys = append(keys, q.p+"-", q.p+"-")
 	} else {
-		keys = append(keys, db.Keys.Events(), db.Keys.EventsCount())
+		keys = append(keys, db.Keys.Events(), db.Keys.EventsIndex())
 	}
 	for _, q := range queues {
 		keys = append(keys, db.Keys.Q(q).block(proc)...)
@@ -112,7 +112,7 @@ func (db *DB) AppendEvents(ctx context.Context, blob string) error {
 	if n == 0 {
 		return nil
 	}
-	return appendEventsScript.Run(ctx, db.C, []string{db.Keys.Events(), db.Keys.EventsCount()},
+	return appendEventsScript.Run(ctx, db.C, []string{db.Keys.Events(), db.Keys.EventsIndex()},
 		"1", db.EventsMax, blob, n).Err()
 }
 

@@ -38,18 +38,30 @@ local function emit(json, n)
     nevs = nevs + (n or 1)
   end
 end
+-- append_events adds a batch of n events to the stream (KEYS[1]) and trims
+-- it to the newest EVMAX events or its last entry. KEYS[2] indexes the
+-- stream: one "cum n id" per entry, oldest first (cum: events appended
+-- ever, up to this entry's), so trimming never reads an entry's events.
+local function append_events(blob, n)
+  local id = redis.call('XADD', KEYS[1], '*', 'n', n, 'e', blob)
+  local cum = n
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last then cum = cum + tonumber(string.match(last, '^(%d+)')) end
+  redis.call('RPUSH', KEYS[2], string.format('%d %d %s', cum, n, id))
+  while true do
+    local first = redis.call('LINDEX', KEYS[2], 0)
+    local fc, fn, fid = string.match(first, '^(%d+) (%d+) (.+)$')
+    if fid == id or cum - (tonumber(fc) - tonumber(fn)) <= EVMAX then break end
+    redis.call('XDEL', KEYS[1], fid)
+    redis.call('LPOP', KEYS[2])
+  end
+end
 -- flush appends the events emitted to the stream (inline) or returns them.
 local function flush()
   if #evs == 0 then return '' end
   local blob = '[' .. table.concat(evs, ',') .. ']'
   if not INLINE then return blob end
-  redis.call('XADD', KEYS[1], '*', 'n', nevs, 'e', blob)
-  local total = redis.call('INCRBY', KEYS[2], nevs)
-  while total > EVMAX and redis.call('XLEN', KEYS[1]) > 1 do
-    local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-    redis.call('XDEL', KEYS[1], first[1])
-    total = redis.call('DECRBY', KEYS[2], tonumber(first[2][2]))
-  end
+  append_events(blob, nevs)
   return ''
 end
 -- events_of walks a blob of events joined by commas, whose lengths are
@@ -795,18 +807,11 @@ return 1
 // to the events it keeps (on a cluster, where a queue script cannot reach
 // the stream).
 //
-// KEYS[1] events stream, KEYS[2] its event count
+// KEYS[1] events stream, KEYS[2] its index
 // ARGV[1] '1', ARGV[2] events kept, ARGV[3] the batch (JSON array), ARGV[4]
 // the number of events in it
 var appendEventsScript = redis.NewScript(luaLib + `
-local n = tonumber(ARGV[4])
-redis.call('XADD', KEYS[1], '*', 'n', n, 'e', ARGV[3])
-local total = redis.call('INCRBY', KEYS[2], n)
-while total > EVMAX and redis.call('XLEN', KEYS[1]) > 1 do
-  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-  redis.call('XDEL', KEYS[1], first[1])
-  total = redis.call('DECRBY', KEYS[2], tonumber(first[2][2]))
-end
+append_events(ARGV[3], tonumber(ARGV[4]))
 return 1
 `)
 
