@@ -113,7 +113,7 @@ func proxiedClient(t *testing.T, r testutil.Redis) (*redis.Client, *replyDropper
 // envelopes with one id, so the job runs twice, possibly at once (the
 // in-flight hash and the runner's bookkeeping are keyed by id, and a fetch of
 // both copies into one process files them under one field).
-func TestReviewEnqueueWhoseReplyIsLostAddsTheJobOnce(t *testing.T) {
+func TestEnqueueWhoseReplyIsLostAddsTheJobOnce(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
@@ -141,7 +141,7 @@ func TestReviewEnqueueWhoseReplyIsLostAddsTheJobOnce(t *testing.T) {
 
 // The same retry makes a unique job report itself as its own duplicate: the
 // caller is told nothing was added while the job was added.
-func TestReviewUniqueEnqueueWhoseReplyIsLostIsNotReportedAsDuplicate(t *testing.T) {
+func TestUniqueEnqueueWhoseReplyIsLostIsNotReportedAsDuplicate(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()

@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 type blockingPlain struct {
@@ -41,16 +42,16 @@ func (p *blockingPlain) Perform(context.Context, struct{}) error {
 // a sleep would hide the race, never invent one).
 //
 // Not parallel: the race detector fails every test running when it reports.
-func TestReviewCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
+func TestCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
 	r := testutil.Miniredis(t)
 	job := &blockingPlain{started: make(chan struct{}), release: make(chan struct{})}
-	reg := NewRegistry()
-	Register(reg, "block", job, nil)
+	reg := runner.NewRegistry()
+	runner.Register(reg, "block", job, nil)
 
 	var jid atomic.Value
 	jid.Store("")
 	var armed atomic.Bool
-	hook := procHook{after: func(_ context.Context, cmd redis.Cmder, err error) {
+	hook := testutil.CmdHook{After: func(_ context.Context, cmd redis.Cmder, err error) {
 		if cmd.Name() != "zmscore" || err != nil || !armed.Load() {
 			return
 		}
@@ -62,8 +63,8 @@ func TestReviewCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
 		close(job.release)                 // the job ends now...
 		time.Sleep(200 * time.Millisecond) // ...and its worker clears e.cancel before cancelLoop reads it
 	}}
-	rr := startRunner(t, Config{
-		Redis: hookedClient(t, r, hook), Registry: reg, Namespace: r.Namespace,
+	rr := startRunner(t, runner.Config{
+		Redis: testutil.HookedClient(t, r, hook), Registry: reg, Namespace: r.Namespace,
 		Concurrency: 1, FetchAhead: -1, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour,
 		PollInterval: time.Hour, CancelCheckInterval: 5 * time.Millisecond,
@@ -80,8 +81,8 @@ func TestReviewCancelLoopReadsExecutionsUnderTheLock(t *testing.T) {
 	st, err := client.Cancel(t.Context(), res.Job.ID)
 	require.NoError(t, err)
 	require.Equal(t, jobtype.StateRunning, st)
-	require.True(t, waitFor(10*time.Second, func() bool { return !armed.Load() }), "cancelLoop read the flag")
-	require.True(t, waitFor(10*time.Second, func() bool {
+	require.True(t, testutil.WaitFor(10*time.Second, func() bool { return !armed.Load() }), "cancelLoop read the flag")
+	require.True(t, testutil.WaitFor(10*time.Second, func() bool {
 		return r.Client.HLen(t.Context(), dq(r).Inflight(rr.ProcessID())).Val() == 0
 	}), "the job finished")
 }

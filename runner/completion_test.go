@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -11,13 +11,14 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // lastItemJob has two items; item 1 (the last) quiets the runner before it
 // returns, so the stop is decided after the last item. It counts builds and
 // items per run.
 type lastItemJob struct {
-	rr  func() *Runner
+	rr  func() *runner.Runner
 	mu  sync.Mutex
 	per []int
 }
@@ -47,17 +48,17 @@ func (j *lastItemJob) EachIteration(ctx context.Context, _ struct{}, i int64) er
 // extra OnResume/BuildEnumerator, and on quiet an extra hand-over). This is
 // also why the existing TestMaxRuntimeReenqueuesAndAlwaysProgresses fails
 // from time to time under load ("run N finished at least one item").
-func TestReviewARunThatFinishesTheLastItemCompletesInsteadOfRequeueing(t *testing.T) {
+func TestARunThatFinishesTheLastItemCompletesInsteadOfRequeueing(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
-		var rr *Runner
-		job := &lastItemJob{rr: func() *Runner { return rr }}
-		reg := NewRegistry()
-		RegisterIterable(reg, "last", job, nil)
+		var rr *runner.Runner
+		job := &lastItemJob{rr: func() *runner.Runner { return rr }}
+		reg := runner.NewRegistry()
+		runner.RegisterIterable(reg, "last", job, nil)
 		done := make(chan struct{})
 		var once sync.Once
-		run, err := New(Config{
-			Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quietLog,
+		run, err := runner.New(runner.Config{
+			Redis: r.Client, Registry: reg, Namespace: r.Namespace, Logger: quiet,
 			CheckpointInterval: time.Hour, HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour,
 			OnEvent: func(_ context.Context, ev jobtype.Event) {
 				if ev.Type == jobtype.EventSucceeded {

@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // pageCursor fails to encode past page 1 (a user bug: an unsupported value,
@@ -41,13 +42,13 @@ func (badCursorJob) EachIteration(context.Context, struct{}, int) error { return
 // the worker is wedged, the job never ends and, its process heartbeating,
 // is never recovered either. (A checkpoint during the loop merely logs the
 // same error.) The run should end, as a failure.
-func TestReviewRunWhoseCursorCannotBeEncodedEnds(t *testing.T) {
+func TestRunWhoseCursorCannotBeEncodedEnds(t *testing.T) {
 	t.Parallel()
 	r := testutil.Miniredis(t)
-	reg := NewRegistry()
-	RegisterIterable(reg, "badcursor", badCursorJob{}, nil)
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, "badcursor", badCursorJob{}, nil)
 	ended := make(chan jobtype.EventType, 16)
-	rr := startRunner(t, Config{
+	rr := startRunner(t, runner.Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		FinishTimeout: 500 * time.Millisecond, Backoff: func(int) time.Duration { return time.Hour },

@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // failOnce is an iterable job over Range(0, 10) whose item 5 fails once,
@@ -56,15 +57,15 @@ func (j *failOnce) EachIteration(_ context.Context, _ struct{}, i int64) error {
 // iteration state keeps the TTL of its last save, StateTTL (30 days): a dead
 // iterable job retried after a month starts over from its first item, OnStart
 // included, repeating everything it had done.
-func TestReviewDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.T) {
+func TestDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.T) {
 	t.Parallel()
 	r := testutil.Miniredis(t)
 	job := &failOnce{done: map[int64]int{}}
-	reg := NewRegistry()
-	RegisterIterable(reg, "once", job, nil)
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, "once", job, nil)
 	var evMu sync.Mutex
 	var succeeded bool
-	startRunner(t, Config{
+	startRunner(t, runner.Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: 10 * time.Millisecond,
 		OnEvent: func(_ context.Context, ev jobtype.Event) {
@@ -80,7 +81,7 @@ func TestReviewDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.
 	res, err := client.Enqueue(ctx, "once", struct{}{}, nil)
 	require.NoError(t, err)
 	dead := dq(r).Dead()
-	require.True(t, waitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, dead, res.Job.ID).Err() == nil }), "the job died")
+	require.True(t, testutil.WaitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, dead, res.Job.ID).Err() == nil }), "the job died")
 	store, err := cursor.NewRedisStore(r.Client, cursor.RedisConfig{Namespace: r.Namespace})
 	require.NoError(t, err)
 	st, err := store.Load(ctx, res.Job.ID)
@@ -90,7 +91,7 @@ func TestReviewDeadIterableJobRetriedAfterAMonthResumesFromItsCursor(t *testing.
 	// The fix is deployed 31 days later, well within DeadMaxAge.
 	r.Mini.FastForward(31 * 24 * time.Hour)
 	require.NoError(t, client.RunNow(ctx, queue.SetDead, res.Job.ID))
-	require.True(t, waitFor(10*time.Second, func() bool {
+	require.True(t, testutil.WaitFor(10*time.Second, func() bool {
 		evMu.Lock()
 		defer evMu.Unlock()
 		return succeeded

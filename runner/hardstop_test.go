@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // slowBuild is an iterable job whose BuildEnumerator waits for its context,
@@ -30,13 +31,13 @@ func (slowBuild) EachIteration(context.Context, struct{}, int64) error { return 
 // read, OnStart, OnResume, BuildEnumerator, and OnComplete after it) are
 // recorded as failures: the job uses an attempt and waits for backoff, and a
 // job on its last attempt dies because a deploy hard-stopped it.
-func TestReviewHardStopDuringBuildEnumeratorIsAnInterruption(t *testing.T) {
+func TestHardStopDuringBuildEnumeratorIsAnInterruption(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		job := slowBuild{building: make(chan struct{})}
-		reg := NewRegistry()
-		RegisterIterable(reg, "slow", job, nil)
-		rr := startRunner(t, Config{
+		reg := runner.NewRegistry()
+		runner.RegisterIterable(reg, "slow", job, nil)
+		rr := startRunner(t, runner.Config{
 			Redis: r.Client, Registry: reg, Namespace: r.Namespace,
 			HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		})

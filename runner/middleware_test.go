@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 type panicky struct{}
@@ -23,28 +24,28 @@ func (panicky) Perform(context.Context, struct{}) error { panic("boom") }
 // logging, error-reporting middleware do) thereby throws away the panic's
 // stack trace (and an iterable run's progress): the job in the retry or dead
 // set has no trace, although the README promises "a bounded stack trace".
-func TestReviewWrappingMiddlewareKeepsThePanicTrace(t *testing.T) {
+func TestWrappingMiddlewareKeepsThePanicTrace(t *testing.T) {
 	t.Parallel()
 	r := testutil.Miniredis(t)
-	reg := NewRegistry()
-	Register(reg, "panicky", panicky{}, nil)
+	reg := runner.NewRegistry()
+	runner.Register(reg, "panicky", panicky{}, nil)
 	wrap := func(ctx context.Context, _ *jobtype.Job, next func(context.Context) error) error {
 		if err := next(ctx); err != nil {
 			return fmt.Errorf("traced: %w", err)
 		}
 		return nil
 	}
-	startRunner(t, Config{
+	startRunner(t, runner.Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		Backoff:    func(int) time.Duration { return time.Hour },
-		Middleware: []Middleware{wrap},
+		Middleware: []runner.Middleware{wrap},
 	})
 	ctx := t.Context()
 	res, err := newClient(t, r).Enqueue(ctx, "panicky", struct{}{}, nil)
 	require.NoError(t, err)
 	retry := dq(r).Retry()
-	require.True(t, waitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, retry, res.Job.ID).Err() == nil }))
+	require.True(t, testutil.WaitFor(10*time.Second, func() bool { return r.Client.ZScore(ctx, retry, res.Job.ID).Err() == nil }))
 	var jerr jobtype.JobError
 	require.NoError(t, json.Unmarshal([]byte(r.Client.HGet(ctx, dq(r).Errors(), res.Job.ID).Val()), &jerr))
 	require.Contains(t, jerr.Message, "boom")

@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // badProgress is an enumerator over three items whose Progress method
@@ -45,13 +46,13 @@ func (badProgressJob) EachIteration(context.Context, struct{}, int64) error { re
 // job's run with it (PanicError: "The panic is recovered; the job is retried
 // like any failure and the worker goes on"). The runner runs in a child
 // process so the crash can be observed.
-func TestReviewPanicInProgressAtTheEndOfARunDoesNotCrashTheProcess(t *testing.T) {
+func TestPanicInProgressAtTheEndOfARunDoesNotCrashTheProcess(t *testing.T) {
 	if os.Getenv("ITERJOB_REVIEW_CHILD") == "1" {
 		progressPanicChild(t)
 		return
 	}
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestReviewPanicInProgressAtTheEndOfARunDoesNotCrashTheProcess$", "-test.count=1", "-test.v")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPanicInProgressAtTheEndOfARunDoesNotCrashTheProcess$", "-test.count=1", "-test.v")
 	cmd.Env = append(os.Environ(), "ITERJOB_REVIEW_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if len(out) > 3000 {
@@ -62,10 +63,10 @@ func TestReviewPanicInProgressAtTheEndOfARunDoesNotCrashTheProcess(t *testing.T)
 
 func progressPanicChild(t *testing.T) {
 	r := testutil.Miniredis(t)
-	reg := NewRegistry()
-	RegisterIterable(reg, "bad", badProgressJob{}, nil)
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, "bad", badProgressJob{}, nil)
 	ended := make(chan jobtype.EventType, 16)
-	startRunner(t, Config{
+	startRunner(t, runner.Config{
 		Redis: r.Client, Registry: reg, Namespace: r.Namespace, CheckpointInterval: time.Hour,
 		HeartbeatInterval: time.Hour, DeadAfter: 2 * time.Hour, PollInterval: time.Hour,
 		Backoff: func(int) time.Duration { return time.Hour },

@@ -1,4 +1,4 @@
-package runner
+package runner_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // spinJob is an iterable job over a huge range. Its first run does each item
@@ -75,33 +76,33 @@ func (j *spinJob) maxConcurrentRuns() int {
 // starts while the second still runs (and the cancel loop and the busy list
 // no longer see the second). The hook below only widens the window between
 // the requeue and the forget, which scheduling delays open on their own.
-func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
+func TestARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
 		job := &spinJob{hold: make(chan struct{}), entered: make(chan int64, 8), active: map[int64]bool{}}
-		reg := NewRegistry()
-		RegisterIterable(reg, "spin", job, &KindOpts{MaxRuntime: time.Millisecond})
+		reg := runner.NewRegistry()
+		runner.RegisterIterable(reg, "spin", job, &runner.KindOpts{MaxRuntime: time.Millisecond})
 
-		var run atomic.Pointer[Runner]
+		var run atomic.Pointer[runner.Runner]
 		var armed atomic.Bool
 		armed.Store(true)
-		hook := procHook{after: func(_ context.Context, cmd redis.Cmder, cerr error) {
-			if scriptArg(cmd, cerr, 7) != "requeue" || !armed.CompareAndSwap(true, false) {
+		hook := testutil.CmdHook{After: func(_ context.Context, cmd redis.Cmder, cerr error) {
+			if testutil.ScriptArg(cmd, cerr, 7) != "requeue" || !armed.CompareAndSwap(true, false) {
 				return
 			}
-			jid, lease := scriptArg(cmd, cerr, 5).(string), scriptArg(cmd, cerr, 6).(int64)
+			jid, lease := testutil.ScriptArg(cmd, cerr, 5).(string), testutil.ScriptArg(cmd, cerr, 6).(int64)
 			rr := run.Load()
 			// Hold the interrupted run until its process has fetched the job
 			// again (at most a few seconds).
-			waitFor(5*time.Second, func() bool {
-				e := rr.prod.Known(jid)
-				return e != nil && e.Job.Lease != lease
+			testutil.WaitFor(5*time.Second, func() bool {
+				l, ok := runner.KnownLease(rr, jid)
+				return ok && l != lease
 			})
 		}}
-		c := hookedClient(t, r, hook)
-		rr, err := New(Config{
-			Redis: c, Registry: reg, Namespace: r.Namespace, Logger: quietLog,
+		c := testutil.HookedClient(t, r, hook)
+		rr, err := runner.New(runner.Config{
+			Redis: c, Registry: reg, Namespace: r.Namespace, Logger: quiet,
 			Concurrency: 2, CheckpointInterval: time.Hour,
 			HeartbeatInterval: 50 * time.Millisecond, DeadAfter: 5 * time.Second,
 			PollInterval: 20 * time.Millisecond, CancelCheckInterval: 20 * time.Millisecond,
@@ -127,19 +128,19 @@ func TestReviewARunThatRequeuesItsJobDoesNotForgetTheNextRun(t *testing.T) {
 			t.Fatal("the job never ran a second time")
 		}
 		// The first run has ended once only the second is running.
-		require.True(t, waitFor(10*time.Second, func() bool {
-			return rr.prod.RunningCount() == 1
+		require.True(t, testutil.WaitFor(10*time.Second, func() bool {
+			return runner.RunningCount(rr) == 1
 		}))
-		e := rr.prod.Known(jid)
-		if assert.NotNil(t, e, "the runner still knows the run it is running (lease %d)", second) {
-			assert.Equal(t, second, e.Job.Lease)
+		l, ok := runner.KnownLease(rr, jid)
+		if assert.True(t, ok, "the runner still knows the run it is running (lease %d)", second) {
+			assert.Equal(t, second, l)
 		}
 
 		// The consequence: within a few heartbeats the sweep hands the
 		// running job to another run.
 		beats, last := 0, ""
 		procKey := rdb.NewKeys(r.Namespace).Proc(rr.ProcessID())
-		waitFor(10*time.Second, func() bool {
+		testutil.WaitFor(10*time.Second, func() bool {
 			if b := r.Client.HGet(ctx, procKey, "beat").Val(); b != last {
 				beats, last = beats+1, b
 			}

@@ -19,7 +19,7 @@ import (
 // job interrupted by MaxRuntime, quiet or a throttle) is in none of the
 // places at the moment each is looked at: Cancel reports ErrNotFound and the
 // job runs on, uncancelled.
-func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
+func TestCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		b := setup(t, r, consumer.Config{})
@@ -56,7 +56,7 @@ func TestReviewCancelFindsAJobThatIsRequeuedDuringTheCall(t *testing.T) {
 // towards the head, so the job at the first index of the next page is never
 // looked at. Cancel (and DeleteQueued, which scans the same way) then reports
 // ErrNotFound for a job that is waiting in the queue.
-func TestReviewCancelFindsAQueuedJobWhileTheQueueIsConsumed(t *testing.T) {
+func TestCancelFindsAQueuedJobWhileTheQueueIsConsumed(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		b := setup(t, r, consumer.Config{})

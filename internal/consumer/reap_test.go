@@ -16,7 +16,7 @@ import (
 // process is no longer in the procs set, so no reaper ever looks at that hash
 // again. If the process then dies before its next heartbeat re-registers it
 // (kill -9 within one HeartbeatInterval), those jobs are stuck forever.
-func TestReviewJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
+func TestJobsFetchedByAReapedProcessAreRecoveredWhenItDies(t *testing.T) {
 	t.Parallel()
 	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
 		ctx := t.Context()
