@@ -20,13 +20,6 @@ import (
 	"github.com/iterjob/iterjob/shutdown"
 )
 
-// fetchLoops is the number of fetch loops: two, so one fetch round trip is
-// always in flight while the other's jobs are handed out.
-const fetchLoops = 2
-
-// maxFetch caps the jobs one fetch takes.
-const maxFetch = 500
-
 // ErrNotStarted is returned by Stop for a runner that was never started.
 var ErrNotStarted = errors.New("runner: not started")
 
