@@ -19,6 +19,7 @@ import (
 type server struct {
 	client  *queue.Client
 	run     *runner.Runner
+	app     *app
 	handler http.Handler
 }
 
@@ -49,7 +50,8 @@ func newServer(ctx context.Context, rdb redis.UniversalClient, ns string, sd *sh
 	if err := run.Start(ctx); err != nil {
 		return nil, err
 	}
-	return &server{client: client, run: run, handler: newApp(client, log).routes()}, nil
+	a := newApp(client, log)
+	return &server{client: client, run: run, app: a, handler: a.routes()}, nil
 }
 
 func (s *server) stop(ctx context.Context) error { return s.run.Stop(ctx) }
