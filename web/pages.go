@@ -189,8 +189,8 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if o.Server, err = d.client.Server(ctx); err != nil {
-		d.fail(w, r, http.StatusBadGateway, err)
-		return
+		// Not every server answers INFO (some managed ones restrict it).
+		d.log.DebugContext(ctx, "web: redis info", "error", err)
 	}
 	d.render(w, r, http.StatusOK, "overview", "Overview", o)
 }
