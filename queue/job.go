@@ -22,7 +22,44 @@ var (
 	// time (EnqueueOpts.At) is after the year 9999: due times are kept in
 	// Unix milliseconds, and a far-future one would overflow.
 	ErrInvalidSchedule = errors.New("queue: invalid schedule")
+	// ErrUnknownKind is matched by the error of an enqueue whose kind the
+	// client's Config.Kinds does not know: a typo, or a job type no runner
+	// registered.
+	ErrUnknownKind = errors.New("queue: unknown job kind")
 )
+
+// JobArgs is implemented by argument types that name their job kind, so the
+// kind is written once, on the type, and the compiler checks every enqueue
+// (Client.EnqueueArgs) and registration (runner.RegisterArgs):
+//
+//	type ReindexArgs struct{ Tenant string }
+//
+//	func (ReindexArgs) Kind() string { return "reindex" }
+//
+// Kind must return a constant.
+type JobArgs interface {
+	Kind() string
+}
+
+// Kinds tells a client which job kinds exist (see Config.Kinds).
+// *runner.Registry implements it; KnownKinds builds one from names.
+type Kinds interface {
+	Known(kind string) bool
+}
+
+// KnownKinds returns a Kinds knowing exactly the kinds given, for a process
+// that enqueues jobs which other processes run.
+func KnownKinds(kinds ...string) Kinds {
+	m := make(kindSet, len(kinds))
+	for _, k := range kinds {
+		m[k] = struct{}{}
+	}
+	return m
+}
+
+type kindSet map[string]struct{}
+
+func (s kindSet) Known(kind string) bool { _, ok := s[kind]; return ok }
 
 // QueueDefault is the queue a job goes to when EnqueueOpts names none.
 const QueueDefault = "default"

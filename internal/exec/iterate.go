@@ -119,13 +119,23 @@ func (it *iteration[A, T, C]) run(ctx context.Context) result {
 	// cannot read does not keep it from being cancelled.
 	cancelled := flags[0] || it.e.flags.Load()&flagCancel != 0
 	if !cancelled {
-		start, err := cursor.Decode[C](it.base.Cursor)
-		if err != nil {
-			// The state is left as it is: nothing is lost, and a fixed
-			// deploy resumes from it.
-			return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+		raw := it.base.Cursor
+		if first, ok := j.Meta[jobtype.MetaStartCursor]; ok && (len(raw) == 0 || string(raw) == "null") {
+			// No item finished yet: start where the enqueuer asked.
+			start, err := cursor.Decode[C]([]byte(first))
+			if err != nil {
+				return failed(iterable.SkipRetry(fmt.Errorf("runner: job %s: start cursor: %w", j.ID, err)), nil)
+			}
+			it.start = start
+		} else {
+			start, err := cursor.Decode[C](raw)
+			if err != nil {
+				// The state is left as it is: nothing is lost, and a fixed
+				// deploy resumes from it.
+				return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+			}
+			it.start = start
 		}
-		it.start = start
 	}
 
 	if out, ok := it.begin(ctx, cancelled); !ok {
