@@ -108,7 +108,7 @@ func (c Config) validate() error {
 	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 || c.IDRetention < 0 || c.EventsMax < 0 {
 		return errors.New("queue: DeadMaxJobs, DeadMaxAge, IDRetention and EventsMax must not be negative")
 	}
-	return nil
+	return CheckNamespace("Config.JobData", c.JobData, c.Namespace)
 }
 
 // JobData is data kept per job outside the queue, which the queue asks to

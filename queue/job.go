@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/iterjob/iterjob/internal/rdb"
 )
@@ -26,6 +27,11 @@ var (
 	// client's Config.Kinds does not know: a typo, or a job type no runner
 	// registered.
 	ErrUnknownKind = errors.New("queue: unknown job kind")
+	// ErrNamespaceMismatch is matched by the error of a constructor given
+	// parts configured for different namespaces (a cursor store for one, a
+	// client or runner for another): their jobs and states would never
+	// meet.
+	ErrNamespaceMismatch = errors.New("iterjob: namespace mismatch")
 )
 
 // JobArgs is implemented by argument types that name their job kind, so the
@@ -68,3 +74,18 @@ func checkName(what, name string) error { return rdb.CheckName(what, name) }
 
 // NewID returns a random job id: 24 hex digits.
 func NewID() string { return rdb.NewID() }
+
+// Namespaced is implemented by parts that live in one namespace, such as
+// *cursor.RedisStore.
+type Namespaced interface {
+	Namespace() string
+}
+
+// CheckNamespace returns an error matching ErrNamespaceMismatch if part
+// lives in a namespace other than ns; what names the part in the message.
+func CheckNamespace(what string, part any, ns string) error {
+	if n, ok := part.(Namespaced); ok && n.Namespace() != ns {
+		return fmt.Errorf("%w: %s is in namespace %q, not %q", ErrNamespaceMismatch, what, n.Namespace(), ns)
+	}
+	return nil
+}

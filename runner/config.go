@@ -208,6 +208,9 @@ func (c Config) validate() error {
 		c.PollInterval < 0 || c.IdleWake < 0 || c.EventsMax < 0 || c.CancelCheckInterval < 0 || c.FetchAheadHold < 0 || c.FinishTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("durations and counts must not be negative"))
 	}
+	if err := queue.CheckNamespace("Config.Store", c.Store, c.Namespace); err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("runner: invalid config: %w", errors.Join(errs...))
 	}
