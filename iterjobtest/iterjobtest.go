@@ -17,6 +17,10 @@
 // attempt raised, as the runner's retry set does. Perform runs a plain job
 // the same way.
 //
+// RequireEnqueued, RequireEnqueuedArgs and RequireNotEnqueued check what
+// code under test enqueued (kind, args, queue, schedule, meta), reading a
+// namespace through the admin API, on miniredis as on a real Redis.
+//
 // Timers (the checkpoint interval, MaxRuntime) use the standard library's
 // clock, so a test that wants to control them runs inside a
 // testing/synctest bubble.
