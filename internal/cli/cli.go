@@ -4,7 +4,19 @@
 //
 // Commands live in one table (commands); adding one is an entry there:
 // its name, argument synopsis, help line, and a Setup that declares its
-// flags and returns the function that runs it with an Env.
+// flags and returns the function that runs it with an Env. A server
+// command uses Env.Serve, and mounts Env.MetricsHandler for /metrics; the
+// dashboard's entry would read:
+//
+//	{Name: "web", Help: "serve the dashboard", Setup: func(fs *flag.FlagSet) RunFunc {
+//		listen := fs.String("listen", "127.0.0.1:8080", "`ADDR` to serve on")
+//		return func(ctx context.Context, e *Env, _ []string) error {
+//			mux := http.NewServeMux()
+//			mux.Handle("GET /metrics", e.MetricsHandler(ctx))
+//			mux.Handle("/", web.New(e.Client, web.Opts{}))
+//			return e.Serve(ctx, *listen, "/", mux)
+//		}
+//	}},
 package cli
 
 import (

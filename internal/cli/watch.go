@@ -102,8 +102,18 @@ func (w *watcher) run(ctx context.Context) error {
 		if info.Job == nil { // finished: only its iteration state is left
 			t := &track{id: w.only, status: info.IterationStatus, progress: info.Progress, ended: time.Now()}
 			w.add(t)
+			if w.mode == modeJSON {
+				return w.e.PrintJSON(map[string]any{"jid": w.only, "status": info.IterationStatus, "progress": info.Progress})
+			}
 			w.print(t, "")
 			return nil
+		}
+		if info.State != jobtype.StateRunning {
+			t := &track{id: w.only, kind: info.Job.Kind, queue: info.Job.Queue, status: string(info.State), progress: info.Progress, ended: time.Now()}
+			w.add(t)
+			if w.mode == modePlain {
+				w.print(t, "")
+			}
 		}
 	}
 	if err := w.snapshot(ctx); err != nil {
