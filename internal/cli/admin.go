@@ -422,12 +422,11 @@ func human(d time.Duration) string {
 		return "0s"
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return trimZeroSeconds(d.Round(time.Second).String())
 	case d < 48*time.Hour:
-		return trimZeroSeconds(d.Round(time.Minute).String())
+		if d = d.Round(time.Second); d >= time.Hour {
+			d = d.Round(time.Minute)
+		}
+		return trimZeroSeconds(d.String())
 	}
 	days := d / (24 * time.Hour)
 	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)

@@ -168,8 +168,11 @@ func (w *watcher) snapshot(ctx context.Context) error {
 		if !b.Iterable || w.only != "" && b.ID != w.only {
 			continue
 		}
-		t := &track{id: b.ID, kind: b.Kind, queue: b.Queue, status: "running", progress: b.Progress}
-		t.note(b.Progress, time.Now())
+		// The progress is as of the job's last checkpoint, at a time not
+		// told: the rate starts as the run's average, and the next event's
+		// time starts the measure between events.
+		t := &track{id: b.ID, kind: b.Kind, queue: b.Queue, status: "running"}
+		t.note(b.Progress, time.Time{})
 		w.add(t)
 		if w.mode == modePlain {
 			w.print(t, "running")
