@@ -31,6 +31,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -126,7 +127,12 @@ type Env struct {
 	Getenv func(string) string
 
 	redisURL string
+	bg       sync.WaitGroup // goroutines a command started; Run waits for them
 }
+
+// Go runs fn in a goroutine that Run waits for once the command returns;
+// fn must end when the command's context does.
+func (e *Env) Go(fn func()) { e.bg.Go(fn) }
 
 // global are the flags every command accepts, before or after its name.
 type global struct {
@@ -217,7 +223,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		defer closeRedis()
 	}
-	if err := runCmd(ctx, e, pos); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	err = runCmd(ctx, e, pos)
+	cancel()
+	e.bg.Wait()
+	if err != nil {
 		return fail(stderr, &g, err)
 	}
 	return ExitOK

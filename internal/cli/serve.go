@@ -50,24 +50,23 @@ func (e *Env) Serve(ctx context.Context, addr, path string, h http.Handler) erro
 // MetricsHandler returns a /metrics handler for the namespace: the
 // collector of package metrics reading Redis at each scrape, its counters
 // fed from the events stream (runners must set PublishEvents) until ctx
-// ends. A command that serves more (the dashboard) mounts it on its mux.
+// ends (Run waits for that). A command that serves more (the dashboard)
+// mounts it on its mux.
 func (e *Env) MetricsHandler(ctx context.Context) http.Handler {
 	m := metrics.New(e.Client, &metrics.Opts{Logger: e.Logger})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m)
-	go func() {
+	e.Go(func() {
 		if err := m.Follow(ctx, e.Client, nil); err != nil {
 			e.Logger.WarnContext(ctx, "iterjob: following events for metrics", "error", scrub(err, e.redisURL))
 		}
-	}()
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
+	})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
 
 func setupMetrics(fs *flag.FlagSet) RunFunc {
 	listen := fs.String("listen", "127.0.0.1:9090", "`ADDR` to serve /metrics on")
 	return func(ctx context.Context, e *Env, _ []string) error {
-		ctx, cancel := context.WithCancel(ctx)
-		defer cancel()
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", e.MetricsHandler(ctx))
 		return e.Serve(ctx, *listen, "/metrics", mux)
