@@ -5,18 +5,8 @@
 // Commands live in one table (commands); adding one is an entry there:
 // its name, argument synopsis, help line, and a Setup that declares its
 // flags and returns the function that runs it with an Env. A server
-// command uses Env.Serve, and mounts Env.MetricsHandler for /metrics; the
-// dashboard's entry would read:
-//
-//	{Name: "web", Help: "serve the dashboard", Setup: func(fs *flag.FlagSet) RunFunc {
-//		listen := fs.String("listen", "127.0.0.1:8080", "`ADDR` to serve on")
-//		return func(ctx context.Context, e *Env, _ []string) error {
-//			mux := http.NewServeMux()
-//			mux.Handle("GET /metrics", e.MetricsHandler(ctx))
-//			mux.Handle("/", web.New(e.Client, web.Opts{}))
-//			return e.Serve(ctx, *listen, "/", mux)
-//		}
-//	}},
+// command uses Env.Serve, and mounts Env.MetricsHandler for /metrics (see
+// the web command).
 package cli
 
 import (
@@ -100,6 +90,7 @@ var commands = []Command{
 	{Name: "resume", Args: "QUEUE", Help: "let runners fetch from a paused queue again", MinArgs: 1, MaxArgs: 1, Setup: plain(cmdResume)},
 	{Name: "watch", Help: "live progress of running iterable jobs (from the events stream)", Setup: setupWatch},
 	{Name: "metrics", Help: "serve Prometheus metrics on /metrics", Setup: setupMetrics},
+	{Name: "web", Help: "serve the dashboard (and /metrics)", Setup: setupWeb},
 	{Name: "migrate", Help: "create or upgrade the PostgreSQL schema (package pg)", NoRedis: true, Setup: setupMigrate},
 }
 
