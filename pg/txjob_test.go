@@ -1,0 +1,325 @@
+package pg_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/iterjob/iterjob/cursor"
+	"github.com/iterjob/iterjob/enumerators"
+	"github.com/iterjob/iterjob/enumerators/keyset"
+	"github.com/iterjob/iterjob/internal/testutil"
+	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/iterjobtest"
+	"github.com/iterjob/iterjob/pg"
+	"github.com/iterjob/iterjob/pg/internal/pgtest"
+	"github.com/iterjob/iterjob/runner"
+)
+
+// rowsTable creates tx_rows with rows 1..n in the bundle's schema.
+func (b *bundle) rowsTable(t testing.TB, n int) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := b.pool.Exec(ctx, pgtest.RowsDDL)
+	require.NoError(t, err)
+	require.NoError(t, pgtest.FillRows(ctx, b.pool, n))
+}
+
+// counts returns how many rows were processed 0, 1, 2... times.
+func (b *bundle) counts(t testing.TB) map[int]int {
+	t.Helper()
+	c, err := pgtest.RowCounts(context.Background(), b.pool)
+	require.NoError(t, err)
+	return c
+}
+
+// hookedRows is pgtest.RowsJob with a hook run inside each batch's
+// transaction, after the batch's update.
+type hookedRows struct {
+	pgtest.RowsJob
+	hook func(rows []pgtest.Row) error
+}
+
+func (j hookedRows) EachBatchTx(ctx context.Context, tx pgx.Tx, a pgtest.RowsArgs, rows []pgtest.Row) error {
+	if err := j.RowsJob.EachBatchTx(ctx, tx, a, rows); err != nil {
+		return err
+	}
+	if j.hook != nil {
+		return j.hook(rows)
+	}
+	return nil
+}
+
+func (b *bundle) txRows(t testing.TB, hook func([]pgtest.Row) error, batch int) iterable.Job[pgtest.RowsArgs, []pgtest.Row, keyset.Cursor] {
+	t.Helper()
+	job, err := pg.TransactionalBatches(hookedRows{RowsJob: pgtest.RowsJob{Pool: b.pool}, hook: hook}, batch, pg.TxConfig{DB: b.pool, Schema: b.schema})
+	require.NoError(t, err)
+	return job
+}
+
+// A process that dies between checkpoints loses nothing and repeats
+// nothing with transactional checkpoints: each run resumes at the cursor
+// its predecessor committed, although the cursor store's mirror is behind.
+// The same crashes repeat batches of the plain job, which shows the test
+// can tell.
+func TestTxJobCrashResumesAtTheCommittedCursor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	b.rowsTable(t, 50)
+	job := b.txRows(t, nil, 5)
+
+	first, err := iterjobtest.IterateWith(ctx, job, pgtest.RowsArgs{Page: 7}, nil, iterjobtest.Options{CrashAfter: 3})
+	require.NoError(t, err)
+	require.Equal(t, iterjobtest.Crashed, first.Stop)
+	require.Nil(t, first.Cursor, "no checkpoint reached the cursor store")
+	require.Equal(t, map[int]int{1: 15, 0: 35}, b.counts(t))
+
+	second, err := iterjobtest.IterateWith(ctx, job, pgtest.RowsArgs{Page: 7}, first, iterjobtest.Options{CrashAfter: 2})
+	require.NoError(t, err)
+	require.Equal(t, iterjobtest.Crashed, second.Stop)
+	require.Equal(t, map[int]int{1: 25, 0: 25}, b.counts(t))
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, second.Info.JobID)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"key":["25"]}`, string(c.Cursor))
+	require.Equal(t, int64(5), c.Items)
+	require.Equal(t, 2, c.Executions)
+	require.Equal(t, second.Info.Run, c.Run)
+
+	last, err := iterjobtest.Iterate(ctx, job, pgtest.RowsArgs{Page: 7}, second, 0)
+	require.NoError(t, err)
+	require.Equal(t, iterable.Completed, last.Stop)
+	require.Equal(t, int64(5), last.Items, "the last run did only what was left")
+	require.Equal(t, int64(10), last.Total, "the mirror counts every batch once")
+	require.Equal(t, 3, last.Info.Executions)
+	require.Equal(t, int64(5), last.Info.ItemsProcessed, "the run began from the committed count")
+	require.Equal(t, map[int]int{1: 50}, b.counts(t), "every row processed exactly once")
+	_, err = pg.LoadCursor(ctx, b.pool, b.schema, last.Info.JobID)
+	require.ErrorIs(t, err, pg.ErrCursorNotFound, "a completed job's row is deleted")
+
+	// Control: the same crash repeats the plain job's batches.
+	_, err = b.pool.Exec(ctx, `UPDATE tx_rows SET n = 0`)
+	require.NoError(t, err)
+	plain := pgtest.PlainRowsJob{Pool: b.pool, Batch: 5}
+	run, err := iterjobtest.IterateWith(ctx, plain, pgtest.RowsArgs{}, nil, iterjobtest.Options{CrashAfter: 3})
+	require.NoError(t, err)
+	_, err = iterjobtest.Iterate(ctx, plain, pgtest.RowsArgs{}, run, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[int]int{2: 15, 1: 35}, b.counts(t))
+}
+
+// A failing batch rolls back with its cursor: the retry resumes at it and
+// processes its rows once.
+func TestTxJobFailedBatchRollsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	b.rowsTable(t, 30)
+	boom := errors.New("boom")
+	var failed atomic.Bool
+	job := b.txRows(t, func(rows []pgtest.Row) error {
+		if rows[0].ID == 11 && failed.CompareAndSwap(false, true) {
+			return boom
+		}
+		return nil
+	}, 10)
+
+	first, err := iterjobtest.Iterate(ctx, job, pgtest.RowsArgs{}, nil, 0)
+	require.ErrorIs(t, err, boom)
+	require.Equal(t, "retry", first.Action)
+	require.Equal(t, map[int]int{1: 10, 0: 20}, b.counts(t), "the failed batch left nothing")
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, first.Info.JobID)
+	require.NoError(t, err)
+	require.Equal(t, "failed", c.Status)
+	require.JSONEq(t, `{"key":["10"]}`, string(c.Cursor))
+
+	_, err = iterjobtest.Iterate(ctx, job, pgtest.RowsArgs{}, first, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[int]int{1: 30}, b.counts(t))
+}
+
+// Two overlapping runs of one job never both commit. The newer run's claim
+// waits for the older run's transaction in progress, resumes after it, and
+// from then on every commit of the older run fails without its work.
+func TestTxJobOverlappingRunsNeverBothCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	b.rowsTable(t, 4)
+	var (
+		calls   atomic.Int32
+		inside  = make(chan struct{})
+		release = make(chan struct{})
+	)
+	job := b.txRows(t, func(rows []pgtest.Row) error {
+		calls.Add(1)
+		if rows[0].ID == 2 {
+			close(inside)
+			<-release
+		}
+		return nil
+	}, 1)
+	cm := job.(iterable.Committer[pgtest.RowsArgs, []pgtest.Row])
+	item := func(id int64) ([]pgtest.Row, json.RawMessage) {
+		raw, err := json.Marshal(keyset.Cursor{Key: []string{jsonInt(id)}})
+		require.NoError(t, err)
+		return []pgtest.Row{{ID: id}}, raw
+	}
+	const jid = "overlap"
+	args := pgtest.RowsArgs{}
+
+	c, err := cm.ClaimCommitted(ctx, jid, 1, args)
+	require.NoError(t, err)
+	require.Nil(t, c.Cursor)
+	rows, cur := item(1)
+	require.NoError(t, cm.CommitItem(ctx, jid, 1, args, rows, cur))
+
+	// Run 1 is inside item 2's transaction when run 2 claims the job.
+	older := make(chan error, 1)
+	go func() {
+		rows, cur := item(2)
+		older <- cm.CommitItem(ctx, jid, 1, args, rows, cur)
+	}()
+	<-inside
+	claimed := make(chan iterable.Committed, 1)
+	go func() {
+		c, err := cm.ClaimCommitted(ctx, jid, 2, args)
+		require.NoError(t, err)
+		claimed <- c
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var waiting int
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%job_cursors%' AND datname = current_database()`).Scan(&waiting))
+		return waiting > 0
+	}, "the newer run's claim to wait for the older run's transaction")
+	select {
+	case <-claimed:
+		t.Fatal("the newer run claimed the job while the older run's transaction was open")
+	default:
+	}
+	close(release)
+	require.NoError(t, <-older, "the older run owned the job when its transaction began")
+	c = <-claimed
+	require.JSONEq(t, `{"key":["2"]}`, string(c.Cursor), "the newer run resumes after the older run's commit")
+	require.Equal(t, int64(2), c.Items)
+
+	// The older run is fenced out: its commit fails before its work runs.
+	before := calls.Load()
+	rows, cur = item(3)
+	err = cm.CommitItem(ctx, jid, 1, args, rows, cur)
+	require.ErrorIs(t, err, cursor.ErrStaleRun)
+	require.Equal(t, before, calls.Load(), "the stale run's work did not run")
+	_, err = cm.ClaimCommitted(ctx, jid, 1, args)
+	require.ErrorIs(t, err, cursor.ErrStaleRun, "an older run cannot claim the job back")
+	require.NoError(t, cm.CommitItem(ctx, jid, 2, args, rows, cur))
+	rows, cur = item(4)
+	require.NoError(t, cm.CommitItem(ctx, jid, 2, args, rows, cur))
+	require.Equal(t, map[int]int{1: 4}, b.counts(t))
+}
+
+// A run whose job a newer run claimed while it iterated ends as lost at its
+// next item, having committed nothing after the claim.
+func TestTxJobRunFencedOutMidwayIsLost(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	b.rowsTable(t, 10)
+	var (
+		inside  = make(chan struct{})
+		release = make(chan struct{})
+		once    sync.Once
+	)
+	job := b.txRows(t, func(rows []pgtest.Row) error {
+		if rows[0].ID == 3 {
+			once.Do(func() { close(inside); <-release })
+		}
+		return nil
+	}, 1)
+	done := make(chan *iterjobtest.Run, 1)
+	go func() {
+		r, err := iterjobtest.Iterate(ctx, job, pgtest.RowsArgs{}, nil, 0)
+		require.NoError(t, err)
+		done <- r
+	}()
+	<-inside
+	var jid string
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT job_id FROM job_cursors`).Scan(&jid))
+	newer := make(chan error, 1)
+	go func() {
+		_, err := job.(iterable.Committer[pgtest.RowsArgs, []pgtest.Row]).ClaimCommitted(ctx, jid, 99, pgtest.RowsArgs{})
+		newer <- err
+	}()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var waiting int
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%job_cursors%' AND datname = current_database()`).Scan(&waiting))
+		return waiting > 0
+	}, "the newer run's claim to wait")
+	close(release)
+	require.NoError(t, <-newer)
+	r := <-done
+	require.Equal(t, "lost", r.Action)
+	require.Equal(t, int64(3), r.Items, "items 1-3 committed, then the run was fenced out")
+	require.Equal(t, map[int]int{1: 3, 0: 7}, b.counts(t))
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, jid)
+	require.NoError(t, err)
+	require.Equal(t, int64(99), c.Run)
+	require.Equal(t, "running", c.Status, "the lost run's end was not recorded over the newer run's")
+}
+
+// Through a runner: a transactional job runs to completion with each row
+// processed once, and the cursor store's mirror shows its progress.
+func TestTxJobThroughTheRunner(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	b.rowsTable(t, 500)
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, pgtest.RowsKind, b.txRows(t, nil, 20), nil)
+	b.work(t, reg)
+	res, err := b.client.Enqueue(ctx, pgtest.RowsKind, pgtest.RowsArgs{Page: 64}, nil)
+	require.NoError(t, err)
+	store, err := cursor.NewRedisStore(b.redis.Client, cursor.RedisConfig{Namespace: b.redis.Namespace})
+	require.NoError(t, err)
+	var st cursor.State
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		st, err = store.Load(ctx, res.Job.ID)
+		return err == nil && st.Status == cursor.StatusCompleted
+	}, "the job to complete")
+	require.Equal(t, int64(25), st.ItemsProcessed)
+	require.JSONEq(t, `{"key":["500"]}`, string(st.Cursor))
+	require.Equal(t, map[int]int{1: 500}, b.counts(t))
+	_, err = pg.LoadCursor(ctx, b.pool, b.schema, res.Job.ID)
+	require.ErrorIs(t, err, pg.ErrCursorNotFound)
+}
+
+func TestTransactionalChecksItsConfig(t *testing.T) {
+	t.Parallel()
+	_, err := pg.Transactional[int, int, int](nil, pg.TxConfig{})
+	require.Error(t, err)
+	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{})
+	require.ErrorContains(t, err, "DB is required")
+	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 0, pg.TxConfig{DB: fakeDB{}})
+	require.ErrorIs(t, err, enumerators.ErrBatchSize)
+	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{DB: fakeDB{}, Schema: "no-dash"})
+	require.ErrorIs(t, err, pg.ErrInvalidSchema)
+	job, err := pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{DB: fakeDB{}})
+	require.NoError(t, err)
+	require.ErrorIs(t, job.EachIteration(context.Background(), pgtest.RowsArgs{}, nil), pg.ErrNotCommitted)
+}
+
+// fakeDB is a DB that is never used.
+type fakeDB struct{ pg.DB }
+
+func jsonInt(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
