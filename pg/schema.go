@@ -181,11 +181,17 @@ func buildSQL(schema string) *sqls {
 			status = 'running', updated_at = now()
 		WHERE c.run < excluded.run
 		RETURNING cursor, items_processed`)
-	// The fence and the cursor in one statement, first in an item's
-	// transaction: no row means a later run owns the job.
-	set(&q.curCommit, `UPDATE {s}.job_cursors SET cursor = $3, items_processed = items_processed + 1,
-			last_checkpoint_at = now(), updated_at = now()
-		WHERE job_id = $1 AND run = $2`)
+	// The fence and the cursor, the last statement of an item's
+	// transaction, sent with its COMMIT in one round trip: it records the
+	// cursor if the run still owns the job and otherwise fails (division by
+	// zero, SQLSTATE 22012), which aborts the transaction so that the
+	// COMMIT after it rolls back. Its row lock orders it with a newer run's
+	// claim: whichever comes second waits for the other's transaction.
+	set(&q.curCommit, `WITH u AS (
+			UPDATE {s}.job_cursors SET cursor = $3, items_processed = items_processed + 1,
+				last_checkpoint_at = now(), updated_at = now()
+			WHERE job_id = $1 AND run = $2 RETURNING 1)
+		SELECT 1 / count(*)::int FROM u`)
 	set(&q.curStatus, `UPDATE {s}.job_cursors SET status = $3, updated_at = now() WHERE job_id = $1 AND run = $2`)
 	set(&q.curDelete, `DELETE FROM {s}.job_cursors WHERE job_id = $1 AND run = $2`)
 	set(&q.curLoad, `SELECT job_id, kind, run, cursor, status, executions, items_processed,

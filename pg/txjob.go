@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
@@ -51,9 +53,9 @@ type TxBatchJob[A, T, C any] interface {
 
 // TxConfig configures a job with transactional checkpoints.
 type TxConfig struct {
-	// DB opens the items' transactions and holds the job_cursors table:
-	// a *pgxpool.Pool. Required.
-	DB DB
+	// Pool opens the items' transactions, on the database that holds the
+	// job_cursors table (see Migrate). Required; never closed by us.
+	Pool *pgxpool.Pool
 	// Schema holds the tables (see Migrate). Default SchemaDefault.
 	Schema string
 }
@@ -62,6 +64,11 @@ type TxConfig struct {
 // Transactional returned: such a job's items run only through the runner's
 // transactional checkpoints (iterable.Committer), which never call it.
 var ErrNotCommitted = errors.New("pg: a transactional job's items run only through CommitItem")
+
+// ErrTxEnded is matched by the error of an item whose EachIterationTx or
+// EachBatchTx committed or rolled back the transaction it was given: the
+// item's work and its cursor could no longer commit together.
+var ErrTxEnded = errors.New("pg: the item's transaction was ended by the job")
 
 // Transactional returns job as an iterable.Job whose items commit with their
 // cursor in one PostgreSQL transaction (it implements iterable.Committer),
@@ -111,7 +118,7 @@ func TransactionalBatches[A, T, C any](job TxBatchJob[A, T, C], size int, cfg Tx
 type txJob[A, T, C any] struct {
 	build func(ctx context.Context, args A, c *C) (enumerators.Enumerator[T, C], error)
 	each  func(ctx context.Context, tx pgx.Tx, args A, item T) error
-	db    DB
+	pool  *pgxpool.Pool
 	q     *sqls
 
 	starter   iterable.Starter[A]
@@ -125,14 +132,14 @@ func newTxJob[A, T, C any](
 	each func(context.Context, pgx.Tx, A, T) error,
 	hooks any, cfg TxConfig,
 ) (*txJob[A, T, C], error) {
-	if cfg.DB == nil {
-		return nil, errors.New("pg: TxConfig.DB is required")
+	if cfg.Pool == nil {
+		return nil, errors.New("pg: TxConfig.Pool is required")
 	}
 	schema := schemaOr(cfg.Schema)
 	if err := checkSchema(schema); err != nil {
 		return nil, err
 	}
-	j := &txJob[A, T, C]{build: build, each: each, db: cfg.DB, q: queries(schema)}
+	j := &txJob[A, T, C]{build: build, each: each, pool: cfg.Pool, q: queries(schema)}
 	j.starter, _ = hooks.(iterable.Starter[A])
 	j.resumer, _ = hooks.(iterable.Resumer[A])
 	j.completer, _ = hooks.(iterable.Completer[A])
@@ -155,7 +162,7 @@ func (j *txJob[A, T, C]) ClaimCommitted(ctx context.Context, jobID string, run i
 		kind = info.Kind
 	}
 	var c iterable.Committed
-	err := j.db.QueryRow(ctx, j.q.curClaim, jobID, run, kind).Scan(&c.Cursor, &c.Items)
+	err := j.pool.QueryRow(ctx, j.q.curClaim, jobID, run, kind).Scan(&c.Cursor, &c.Items)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("pg: job %s run %d: %w", jobID, run, cursor.ErrStaleRun)
 	}
@@ -165,29 +172,59 @@ func (j *txJob[A, T, C]) ClaimCommitted(ctx context.Context, jobID string, run i
 	return c, nil
 }
 
-// CommitItem implements iterable.Committer: in one transaction it moves the
-// job's cursor (only while run owns the job), runs the item and commits.
+// staleCode is the SQLSTATE of the fence for a stale run (see curCommit):
+// division_by_zero, which nothing else in that statement can raise.
+const staleCode = "22012"
+
+// CommitItem implements iterable.Committer: in one transaction it runs the
+// item, then records the cursor (only while run owns the job) and commits,
+// those two in one round trip.
 func (j *txJob[A, T, C]) CommitItem(ctx context.Context, jobID string, run int64, args A, item T, c json.RawMessage) error {
-	tx, err := j.db.Begin(ctx)
+	conn, err := j.pool.Acquire(ctx)
 	if err != nil {
+		return fmt.Errorf("pg: job %s: acquire a connection: %w", jobID, err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		conn.Release()
 		return fmt.Errorf("pg: job %s: begin: %w", jobID, err)
 	}
-	// After a commit this does nothing; after an error or a panic in the
-	// item it ends the transaction, even when ctx was cancelled.
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	tag, err := tx.Exec(ctx, j.q.curCommit, jobID, run, []byte(c))
-	if err != nil {
-		return fmt.Errorf("pg: job %s: checkpoint: %w", jobID, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("pg: job %s run %d: %w", jobID, run, cursor.ErrStaleRun)
-	}
+	committed := false
+	defer func() {
+		// After an error or a panic in the item, end the transaction even
+		// when ctx was cancelled; a connection left in a transaction is
+		// closed by Release rather than reused.
+		if !committed {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		conn.Release()
+	}()
 	if err := j.each(ctx, tx, args, item); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if conn.Conn().PgConn().TxStatus() != 'T' {
+		return fmt.Errorf("pg: job %s: %w", jobID, ErrTxEnded)
+	}
+	b := &pgx.Batch{}
+	b.Queue(j.q.curCommit, jobID, run, []byte(c))
+	b.Queue("COMMIT")
+	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == staleCode {
+			return fmt.Errorf("pg: job %s run %d: %w", jobID, run, cursor.ErrStaleRun)
+		}
+		return fmt.Errorf("pg: job %s: checkpoint: %w", jobID, err)
+	}
+	_, err = br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// The commit's outcome is unknown: the next run reads the truth.
 		return fmt.Errorf("pg: job %s: commit: %w", jobID, err)
 	}
+	committed = true
 	return nil
 }
 
@@ -222,9 +259,9 @@ func (j *txJob[A, T, C]) OnStop(ctx context.Context, args A, reason iterable.Sto
 	if info, ok := iterable.InfoFromContext(ctx); ok {
 		switch reason {
 		case iterable.Completed, iterable.Cancelled:
-			_, err = j.db.Exec(ctx, j.q.curDelete, info.JobID, info.Run)
+			_, err = j.pool.Exec(ctx, j.q.curDelete, info.JobID, info.Run)
 		case iterable.Interrupted, iterable.Failed:
-			_, err = j.db.Exec(ctx, j.q.curStatus, info.JobID, info.Run, string(reason))
+			_, err = j.pool.Exec(ctx, j.q.curStatus, info.JobID, info.Run, string(reason))
 		}
 		if err != nil {
 			err = fmt.Errorf("pg: job %s: record the end of the run: %w", info.JobID, err)

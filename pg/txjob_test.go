@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/cursor"
@@ -59,7 +61,7 @@ func (j hookedRows) EachBatchTx(ctx context.Context, tx pgx.Tx, a pgtest.RowsArg
 
 func (b *bundle) txRows(t testing.TB, hook func([]pgtest.Row) error, batch int) iterable.Job[pgtest.RowsArgs, []pgtest.Row, keyset.Cursor] {
 	t.Helper()
-	job, err := pg.TransactionalBatches(hookedRows{RowsJob: pgtest.RowsJob{Pool: b.pool}, hook: hook}, batch, pg.TxConfig{DB: b.pool, Schema: b.schema})
+	job, err := pg.TransactionalBatches(hookedRows{RowsJob: pgtest.RowsJob{Pool: b.pool}, hook: hook}, batch, pg.TxConfig{Pool: b.pool, Schema: b.schema})
 	require.NoError(t, err)
 	return job
 }
@@ -145,24 +147,23 @@ func TestTxJobFailedBatchRollsBack(t *testing.T) {
 	require.Equal(t, map[int]int{1: 30}, b.counts(t))
 }
 
-// Two overlapping runs of one job never both commit. The newer run's claim
-// waits for the older run's transaction in progress, resumes after it, and
-// from then on every commit of the older run fails without its work.
+// Two overlapping runs of one job never both commit. A newer run claims the
+// job while an older run is inside an item's transaction: the older run's
+// commit then fails and its work rolls back, and every later commit of it
+// fails too; the newer run resumes after the older run's last commit.
 func TestTxJobOverlappingRunsNeverBothCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, testutil.Miniredis(t))
 	b.rowsTable(t, 4)
 	var (
-		calls   atomic.Int32
 		inside  = make(chan struct{})
 		release = make(chan struct{})
+		once    sync.Once
 	)
 	job := b.txRows(t, func(rows []pgtest.Row) error {
-		calls.Add(1)
 		if rows[0].ID == 2 {
-			close(inside)
-			<-release
+			once.Do(func() { close(inside); <-release })
 		}
 		return nil
 	}, 1)
@@ -188,45 +189,86 @@ func TestTxJobOverlappingRunsNeverBothCommit(t *testing.T) {
 		older <- cm.CommitItem(ctx, jid, 1, args, rows, cur)
 	}()
 	<-inside
-	claimed := make(chan iterable.Committed, 1)
-	go func() {
-		c, err := cm.ClaimCommitted(ctx, jid, 2, args)
-		require.NoError(t, err)
-		claimed <- c
-	}()
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		var waiting int
-		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%job_cursors%' AND datname = current_database()`).Scan(&waiting))
-		return waiting > 0
-	}, "the newer run's claim to wait for the older run's transaction")
-	select {
-	case <-claimed:
-		t.Fatal("the newer run claimed the job while the older run's transaction was open")
-	default:
-	}
+	c, err = cm.ClaimCommitted(ctx, jid, 2, args)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"key":["1"]}`, string(c.Cursor), "the newer run resumes after the older run's last commit")
+	require.Equal(t, int64(1), c.Items)
 	close(release)
-	require.NoError(t, <-older, "the older run owned the job when its transaction began")
-	c = <-claimed
-	require.JSONEq(t, `{"key":["2"]}`, string(c.Cursor), "the newer run resumes after the older run's commit")
-	require.Equal(t, int64(2), c.Items)
+	require.ErrorIs(t, <-older, cursor.ErrStaleRun, "the older run's commit must fail")
+	require.Equal(t, map[int]int{1: 1, 0: 3}, b.counts(t), "the older run's work rolled back")
 
-	// The older run is fenced out: its commit fails before its work runs.
-	before := calls.Load()
-	rows, cur = item(3)
-	err = cm.CommitItem(ctx, jid, 1, args, rows, cur)
-	require.ErrorIs(t, err, cursor.ErrStaleRun)
-	require.Equal(t, before, calls.Load(), "the stale run's work did not run")
+	// The older run stays fenced out.
+	rows, cur = item(2)
+	require.ErrorIs(t, cm.CommitItem(ctx, jid, 1, args, rows, cur), cursor.ErrStaleRun)
 	_, err = cm.ClaimCommitted(ctx, jid, 1, args)
 	require.ErrorIs(t, err, cursor.ErrStaleRun, "an older run cannot claim the job back")
-	require.NoError(t, cm.CommitItem(ctx, jid, 2, args, rows, cur))
-	rows, cur = item(4)
-	require.NoError(t, cm.CommitItem(ctx, jid, 2, args, rows, cur))
+	require.Equal(t, map[int]int{1: 1, 0: 3}, b.counts(t))
+
+	for id := int64(2); id <= 4; id++ {
+		rows, cur := item(id)
+		require.NoError(t, cm.CommitItem(ctx, jid, 2, args, rows, cur))
+	}
 	require.Equal(t, map[int]int{1: 4}, b.counts(t))
+	got, err := pg.LoadCursor(ctx, b.pool, b.schema, jid)
+	require.NoError(t, err)
+	require.Equal(t, int64(4), got.Items)
+	require.Equal(t, int64(2), got.Run)
+	require.Equal(t, 2, got.Executions)
 }
 
-// A run whose job a newer run claimed while it iterated ends as lost at its
-// next item, having committed nothing after the claim.
+// Two overlapping runs, both committing as fast as they can: whatever the
+// interleaving, once the newer run has claimed the job no commit of the
+// older run succeeds, and the rows each committed are disjoint.
+func TestTxJobOverlappingRunsRace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	const n = 200
+	b.rowsTable(t, n)
+	job := b.txRows(t, nil, 1)
+	cm := job.(iterable.Committer[pgtest.RowsArgs, []pgtest.Row])
+	args := pgtest.RowsArgs{}
+	const jid = "race"
+	_, err := cm.ClaimCommitted(ctx, jid, 1, args)
+	require.NoError(t, err)
+
+	// Each run walks the rows from where the job's committed cursor stood
+	// when it claimed; the older run starts first and is overtaken.
+	walk := func(run int64, from int64, committed *[]int64) error {
+		for id := from + 1; id <= n; id++ {
+			raw, err := json.Marshal(keyset.Cursor{Key: []string{jsonInt(id)}})
+			require.NoError(t, err)
+			if err := cm.CommitItem(ctx, jid, run, args, []pgtest.Row{{ID: id}}, raw); err != nil {
+				return err
+			}
+			*committed = append(*committed, id)
+		}
+		return nil
+	}
+	var olderRows, newerRows []int64
+	olderDone := make(chan error, 1)
+	go func() { olderDone <- walk(1, 0, &olderRows) }()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		var c int64
+		require.NoError(t, b.pool.QueryRow(ctx, `SELECT items_processed FROM job_cursors`).Scan(&c))
+		return c >= 20
+	}, "the older run to commit some rows")
+	c, err := cm.ClaimCommitted(ctx, jid, 2, args)
+	require.NoError(t, err)
+	var from keyset.Cursor
+	require.NoError(t, json.Unmarshal(c.Cursor, &from))
+	start, err := strconv.ParseInt(from.Key[0], 10, 64)
+	require.NoError(t, err)
+	require.NoError(t, walk(2, start, &newerRows))
+	olderErr := <-olderDone
+	require.ErrorIs(t, olderErr, cursor.ErrStaleRun)
+	require.Equal(t, start, int64(len(olderRows)), "the older run committed exactly the rows before the newer run's cursor")
+	require.Equal(t, map[int]int{1: n}, b.counts(t), "every row committed once")
+	t.Logf("older run committed %d rows, newer run %d", len(olderRows), len(newerRows))
+}
+
+// A run whose job a newer run claimed while it iterated ends as lost at the
+// item it was on, having committed nothing after the claim.
 func TestTxJobRunFencedOutMidwayIsLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -252,27 +294,18 @@ func TestTxJobRunFencedOutMidwayIsLost(t *testing.T) {
 	<-inside
 	var jid string
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT job_id FROM job_cursors`).Scan(&jid))
-	newer := make(chan error, 1)
-	go func() {
-		_, err := job.(iterable.Committer[pgtest.RowsArgs, []pgtest.Row]).ClaimCommitted(ctx, jid, 99, pgtest.RowsArgs{})
-		newer <- err
-	}()
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		var waiting int
-		require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND query LIKE '%job_cursors%' AND datname = current_database()`).Scan(&waiting))
-		return waiting > 0
-	}, "the newer run's claim to wait")
+	_, err := job.(iterable.Committer[pgtest.RowsArgs, []pgtest.Row]).ClaimCommitted(ctx, jid, 99, pgtest.RowsArgs{})
+	require.NoError(t, err)
 	close(release)
-	require.NoError(t, <-newer)
 	r := <-done
 	require.Equal(t, "lost", r.Action)
-	require.Equal(t, int64(3), r.Items, "items 1-3 committed, then the run was fenced out")
-	require.Equal(t, map[int]int{1: 3, 0: 7}, b.counts(t))
+	require.Equal(t, int64(2), r.Items, "items 1 and 2 committed; item 3 was fenced out")
+	require.Equal(t, map[int]int{1: 2, 0: 8}, b.counts(t))
 	c, err := pg.LoadCursor(ctx, b.pool, b.schema, jid)
 	require.NoError(t, err)
 	require.Equal(t, int64(99), c.Run)
 	require.Equal(t, "running", c.Status, "the lost run's end was not recorded over the newer run's")
+	require.JSONEq(t, `{"key":["2"]}`, string(c.Cursor))
 }
 
 // Through a runner: a transactional job runs to completion with each row
@@ -306,18 +339,16 @@ func TestTransactionalChecksItsConfig(t *testing.T) {
 	_, err := pg.Transactional[int, int, int](nil, pg.TxConfig{})
 	require.Error(t, err)
 	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{})
-	require.ErrorContains(t, err, "DB is required")
-	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 0, pg.TxConfig{DB: fakeDB{}})
+	require.ErrorContains(t, err, "Pool is required")
+	pool := &pgxpool.Pool{} // never used
+	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 0, pg.TxConfig{Pool: pool})
 	require.ErrorIs(t, err, enumerators.ErrBatchSize)
-	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{DB: fakeDB{}, Schema: "no-dash"})
+	_, err = pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{Pool: pool, Schema: "no-dash"})
 	require.ErrorIs(t, err, pg.ErrInvalidSchema)
-	job, err := pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{DB: fakeDB{}})
+	job, err := pg.TransactionalBatches(pgtest.RowsJob{}, 10, pg.TxConfig{Pool: pool})
 	require.NoError(t, err)
 	require.ErrorIs(t, job.EachIteration(context.Background(), pgtest.RowsArgs{}, nil), pg.ErrNotCommitted)
 }
-
-// fakeDB is a DB that is never used.
-type fakeDB struct{ pg.DB }
 
 func jsonInt(n int64) string {
 	b, _ := json.Marshal(n)

@@ -17,3 +17,4 @@ ALTER TABLE {schema}.job_cursors
     ADD CONSTRAINT job_cursors_status CHECK (status IN ('running', 'interrupted', 'failed'));
 
 ALTER TABLE {schema}.job_cursors SET (fillfactor = 50);
+
