@@ -54,6 +54,9 @@ type Row struct {
 type RowsArgs struct {
 	// Page is the keyset page size (0: the default).
 	Page int `json:"page,omitempty"`
+	// From and To bound the ids walked: From < id <= To (To 0: all rows).
+	From int64 `json:"from,omitempty"`
+	To   int64 `json:"to,omitempty"`
 }
 
 // RowsJob is the transactional rows job (a pg.TxBatchJob): it walks tx_rows
@@ -67,7 +70,11 @@ type RowsJob struct {
 
 // BuildEnumerator walks tx_rows in id order.
 func (j RowsJob) BuildEnumerator(ctx context.Context, a RowsArgs, c *keyset.Cursor) (enumerators.Enumerator[Row, keyset.Cursor], error) {
-	return keyset.Rows(ctx, keyset.Config[Row]{DB: j.Pool, Table: "tx_rows", Columns: []string{"id"}, Key: []string{"id"}, PageSize: a.Page}, c)
+	cfg := keyset.Config[Row]{DB: j.Pool, Table: "tx_rows", Columns: []string{"id"}, Key: []string{"id"}, PageSize: a.Page}
+	if a.To > 0 {
+		cfg.Filter, cfg.Args = "id > $1 AND id <= $2", []any{a.From, a.To}
+	}
+	return keyset.Rows(ctx, cfg, c)
 }
 
 // EachBatchTx adds one to n of each row of the batch.
