@@ -354,3 +354,53 @@ func jsonInt(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
 }
+
+// rangeTx is a TxJob over the integers 1..n: each item adds a row; on item
+// commitAt it commits the transaction itself, which it must not.
+type rangeTx struct {
+	n, commitAt int64
+}
+
+func (j rangeTx) BuildEnumerator(_ context.Context, _ struct{}, c *int64) (enumerators.Enumerator[int64, int64], error) {
+	return enumerators.Range(1, j.n+1, c), nil
+}
+
+func (j rangeTx) EachIterationTx(ctx context.Context, tx pgx.Tx, _ struct{}, i int64) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO seen (i) VALUES ($1)`, i); err != nil {
+		return err
+	}
+	if i == j.commitAt {
+		return tx.Commit(ctx)
+	}
+	return nil
+}
+
+// Transactional (one item per transaction): the items commit with their
+// cursor, and an item that ends its own transaction fails with ErrTxEnded
+// rather than committing its work without its cursor.
+func TestTransactionalOneItemPerTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	_, err := b.pool.Exec(ctx, `CREATE TABLE seen (i bigint PRIMARY KEY)`)
+	require.NoError(t, err)
+	job, err := pg.Transactional(rangeTx{n: 6, commitAt: 4}, pg.TxConfig{Pool: b.pool, Schema: b.schema})
+	require.NoError(t, err)
+	run, err := iterjobtest.Iterate(ctx, job, struct{}{}, nil, 0)
+	require.ErrorIs(t, err, pg.ErrTxEnded)
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, run.Info.JobID)
+	require.NoError(t, err)
+	require.JSONEq(t, `4`, string(c.Cursor))
+	require.Equal(t, int64(3), c.Items)
+
+	job, err = pg.Transactional(rangeTx{n: 6}, pg.TxConfig{Pool: b.pool, Schema: b.schema})
+	require.NoError(t, err)
+	_, err = b.pool.Exec(ctx, `DELETE FROM seen WHERE i = 4`) // what the bad commit left
+	require.NoError(t, err)
+	run, err = iterjobtest.Iterate(ctx, job, struct{}{}, run, 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), run.Items)
+	var n int
+	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM seen`).Scan(&n))
+	require.Equal(t, 6, n)
+}
