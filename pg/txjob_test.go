@@ -330,8 +330,10 @@ func TestTxJobThroughTheRunner(t *testing.T) {
 	require.Equal(t, int64(25), st.ItemsProcessed)
 	require.JSONEq(t, `{"key":["500"]}`, string(st.Cursor))
 	require.Equal(t, map[int]int{1: 500}, b.counts(t))
-	_, err = pg.LoadCursor(ctx, b.pool, b.schema, res.Job.ID)
-	require.ErrorIs(t, err, pg.ErrCursorNotFound)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_, err := pg.LoadCursor(ctx, b.pool, b.schema, res.Job.ID)
+		return errors.Is(err, pg.ErrCursorNotFound)
+	}, "the completed job's row to be deleted (just after the mirror says completed)")
 }
 
 func TestTransactionalChecksItsConfig(t *testing.T) {
