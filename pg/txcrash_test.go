@@ -103,9 +103,14 @@ func (x *txRows) requireConsistent(t *testing.T) {
 			continue
 		}
 		require.Equal(t, cursor.StatusInterrupted, st.Status)
-		c, err := pg.LoadCursor(ctx, x.pool, x.schema, jid)
-		require.NoError(t, err)
-		require.Equal(t, "interrupted", c.Status)
+		// The run records its end in PostgreSQL in OnStop, just after the
+		// mirror's final save.
+		var c *pg.Cursor
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			c, err = pg.LoadCursor(ctx, x.pool, x.schema, jid)
+			require.NoError(t, err)
+			return c.Status == "interrupted"
+		}, "job %s's row to say interrupted", jid)
 		require.JSONEq(t, string(c.Cursor), string(st.Cursor), "job %s: the mirror's cursor is the committed one", jid)
 		require.Equal(t, c.Items, st.ItemsProcessed, "job %s: the mirror counts the committed items", jid)
 		committed += int(c.Items) * crashBatch
