@@ -46,7 +46,4 @@ type Committed struct {
 	Cursor json.RawMessage
 	// Items counts the items committed, over all runs.
 	Items int64
-	// Completed reports that a run completed the job: the runner then
-	// acknowledges it without running anything again.
-	Completed bool
 }

@@ -116,7 +116,8 @@ func (h *iterHandler[A, T, C]) run(ctx context.Context, x *Executor, e *Executio
 
 // claimCommitted claims the committed state of a job with transactional
 // checkpoints (see iterable.Committer) and returns st with the committed
-// cursor, item count and completion, which win over the store's mirror.
+// cursor and item count, which win over the store's mirror. A job with
+// nothing committed yet keeps the store's cursor.
 func (h *iterHandler[A, T, C]) claimCommitted(ctx context.Context, j *jobtype.Job, args A, st cursor.State) (cursor.State, error) {
 	var c iterable.Committed
 	trace, err := protect(func() (err error) {
@@ -131,9 +132,6 @@ func (h *iterHandler[A, T, C]) claimCommitted(ctx context.Context, j *jobtype.Jo
 	}
 	if c.Cursor != nil {
 		st.Cursor, st.ItemsProcessed = c.Cursor, c.Items
-	}
-	if c.Completed {
-		st.Status = cursor.StatusCompleted
 	}
 	return st, nil
 }
