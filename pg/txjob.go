@@ -306,16 +306,19 @@ func LoadCursor(ctx context.Context, db DB, schema, jobID string) (*Cursor, erro
 		return nil, err
 	}
 	var (
-		c    Cursor
-		last *time.Time
+		c           Cursor
+		first, last *time.Time
 	)
 	err := db.QueryRow(ctx, queries(schema).curLoad, jobID).Scan(&c.JobID, &c.Kind, &c.Run, &c.Cursor, &c.Status,
-		&c.Executions, &c.Items, &c.FirstStartedAt, &last, &c.UpdatedAt)
+		&c.Executions, &c.Items, &first, &last, &c.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w %s", ErrCursorNotFound, jobID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("pg: load the cursor of job %s: %w", jobID, err)
+	}
+	if first != nil {
+		c.FirstStartedAt = *first
 	}
 	if last != nil {
 		c.LastCommitAt = *last

@@ -406,3 +406,74 @@ func TestTransactionalOneItemPerTransaction(t *testing.T) {
 	require.NoError(t, b.pool.QueryRow(ctx, `SELECT count(*) FROM seen`).Scan(&n))
 	require.Equal(t, 6, n)
 }
+
+// hooked is a TxJob with every hook, recording their calls.
+type hooked struct {
+	rangeTx
+	calls *[]string
+}
+
+func (h hooked) OnStart(context.Context, struct{}) error {
+	*h.calls = append(*h.calls, "start")
+	return nil
+}
+func (h hooked) OnResume(context.Context, struct{}) error {
+	*h.calls = append(*h.calls, "resume")
+	return nil
+}
+func (h hooked) OnComplete(context.Context, struct{}) error {
+	*h.calls = append(*h.calls, "complete")
+	return nil
+}
+func (h hooked) OnStop(_ context.Context, _ struct{}, r iterable.StopReason) error {
+	*h.calls = append(*h.calls, "stop:"+string(r))
+	return nil
+}
+
+// The hooks of a transactional job run as the iterable hooks do, and each
+// run's end is recorded in its row (interrupted), which goes once the job
+// completes.
+func TestTransactionalForwardsHooks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	_, err := b.pool.Exec(ctx, `CREATE TABLE seen (i bigint PRIMARY KEY)`)
+	require.NoError(t, err)
+	var calls []string
+	job, err := pg.Transactional(hooked{rangeTx: rangeTx{n: 5}, calls: &calls}, pg.TxConfig{Pool: b.pool, Schema: b.schema})
+	require.NoError(t, err)
+	first, err := iterjobtest.Iterate(ctx, job, struct{}{}, nil, 2)
+	require.NoError(t, err)
+	require.Equal(t, "requeue", first.Action)
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, first.Info.JobID)
+	require.NoError(t, err)
+	require.Equal(t, "interrupted", c.Status)
+	require.Equal(t, "iterjobtest", c.Kind, "iterjobtest runs jobs of this kind")
+	_, err = iterjobtest.Iterate(ctx, job, struct{}{}, first, 0)
+	require.NoError(t, err)
+	require.Equal(t, []string{"start", "stop:interrupted", "resume", "complete", "stop:completed"}, calls)
+	_, err = pg.LoadCursor(ctx, b.pool, b.schema, first.Info.JobID)
+	require.ErrorIs(t, err, pg.ErrCursorNotFound)
+}
+
+// PruneCursors deletes the rows not written for longer than asked.
+func TestPruneCursors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, testutil.Miniredis(t))
+	_, err := b.pool.Exec(ctx, `INSERT INTO job_cursors (job_id, run, updated_at) VALUES
+		('old', 1, now() - interval '40 days'), ('new', 1, now() - interval '1 day')`)
+	require.NoError(t, err)
+	_, err = pg.PruneCursors(ctx, b.pool, b.schema, 0)
+	require.Error(t, err)
+	n, err := pg.PruneCursors(ctx, b.pool, b.schema, 30*24*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	_, err = pg.LoadCursor(ctx, b.pool, b.schema, "old")
+	require.ErrorIs(t, err, pg.ErrCursorNotFound)
+	c, err := pg.LoadCursor(ctx, b.pool, b.schema, "new")
+	require.NoError(t, err)
+	require.Equal(t, "running", c.Status)
+	require.Nil(t, c.Cursor)
+	require.True(t, c.LastCommitAt.IsZero())
+}
