@@ -21,16 +21,30 @@
 // code under test enqueued (kind, args, queue, schedule, meta), reading a
 // namespace through the admin API, on miniredis as on a real Redis.
 //
+// The job a run sees is the one the client would enqueue: typed arguments
+// (queue.JobArgs) name its kind, Options set its queue and meta, and
+// Options.StartCursor starts it where queue.EnqueueOpts.StartCursor would,
+// through the same check of the cursor's shape.
+//
 // Timers (the checkpoint interval, MaxRuntime) use the standard library's
 // clock, so a test that wants to control them runs inside a
-// testing/synctest bubble.
+// testing/synctest bubble, where time moves only while every goroutine
+// waits; Options.Now and Options.Backoff fix when a retry is due:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		// items that sleep 1 s each: MaxRuntime ends the run after item 31
+//		run, _ := iterjobtest.IterateWith(t.Context(), job, args, nil,
+//			iterjobtest.Options{MaxRuntime: 30*time.Second + time.Millisecond})
+//	})
 package iterjobtest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -41,6 +55,7 @@ import (
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 	"github.com/iterjob/iterjob/shutdown"
 )
@@ -102,6 +117,26 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the executor's logs. Default: discarded.
 	Logger *slog.Logger
+	// MaxRuntime ends an iterable run after this long, as the runner's
+	// Config.MaxRuntime does: checkpoint, then requeue (0: no limit).
+	MaxRuntime time.Duration
+	// Backoff is the runner's Config.Backoff: how long a failed job waits
+	// before its retry (Run.RunAt). Default runner.DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+
+	// Kind is the job's kind, as middleware and Info see it. Default: the
+	// arguments' own kind if their type implements queue.JobArgs, else
+	// "iterjobtest".
+	Kind string
+	// Queue is the job's queue. Default queue.QueueDefault.
+	Queue string
+	// Meta is the job's metadata, as queue.EnqueueOpts.Meta sets it.
+	Meta map[string]string
+	// StartCursor starts a first run at this cursor, exactly as
+	// queue.EnqueueOpts.StartCursor does (the same encoding and the same
+	// check: a cursor that does not decode into the job's cursor type fails
+	// the run without retry, Action "dead"). Ignored when prev is set.
+	StartCursor any
 
 	sd *shutdown.Controller // the run's
 }
@@ -164,7 +199,10 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 		now = time.Now
 	}
 	r := &Run{Runs: 1, store: cursor.NewMemoryStore()}
-	r.job = &jobtype.Job{ID: rdb.NewID(), Kind: "iterjobtest", Queue: "default", Attempt: 1, EnqueuedAt: now()}
+	r.job, err = newJob(args, o, now())
+	if err != nil {
+		return nil, err
+	}
 	if prev != nil {
 		r.Runs = prev.Runs + 1
 		if prev.store != nil {
@@ -189,6 +227,9 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = runner.CheckpointIntervalDefault
 	}
+	if o.Backoff == nil {
+		o.Backoff = runner.DefaultBackoff
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -202,7 +243,7 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 	x := exec.New(exec.Config{
 		Store: r.store, Queue: nopQueue{}, Completer: c, Shutdown: sd, Logger: log,
 		Middleware: o.Middleware, CheckpointInterval: o.CheckpointInterval, MaxAttempts: o.MaxAttempts,
-		Backoff: runner.DefaultBackoff, FinishTimeout: 5 * time.Second, Now: now,
+		MaxRuntime: o.MaxRuntime, Backoff: o.Backoff, FinishTimeout: 5 * time.Second, Now: now,
 	})
 	e := exec.NewExecution(&j)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -243,6 +284,32 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 		return r, nil
 	}
 	return r, r.Err
+}
+
+// newJob builds the job record of a first run, as the client would enqueue
+// it.
+func newJob(args any, o *Options, now time.Time) (*jobtype.Job, error) {
+	j := &jobtype.Job{ID: rdb.NewID(), Kind: o.Kind, Queue: o.Queue, Attempt: 1, EnqueuedAt: now, Meta: maps.Clone(o.Meta)}
+	if j.Kind == "" {
+		j.Kind = "iterjobtest"
+		if a, ok := args.(queue.JobArgs); ok {
+			j.Kind = a.Kind()
+		}
+	}
+	if j.Queue == "" {
+		j.Queue = queue.QueueDefault
+	}
+	if o.StartCursor != nil {
+		raw, err := json.Marshal(o.StartCursor)
+		if err != nil {
+			return nil, fmt.Errorf("iterjobtest: encode StartCursor: %w", err)
+		}
+		if j.Meta == nil {
+			j.Meta = map[string]string{}
+		}
+		j.Meta[jobtype.MetaStartCursor] = string(raw)
+	}
+	return j, nil
 }
 
 func stopOf(a exec.Action) iterable.StopReason {
