@@ -20,6 +20,11 @@
 // RequireEnqueued, RequireEnqueuedArgs and RequireNotEnqueued check what
 // code under test enqueued (kind, args, queue, schedule, meta), reading a
 // namespace through the admin API, on miniredis as on a real Redis.
+// IterateEnqueued and PerformEnqueued then run such a job from its record,
+// its arguments decoded as the runner decodes them:
+//
+//	rec := iterjobtest.RequireEnqueuedArgs(ctx, t, client, ReindexArgs{Tenant: "acme"}, nil)
+//	run, err := iterjobtest.IterateEnqueued(ctx, job, rec, nil, iterjobtest.Options{})
 //
 // The job a run sees is the one the client would enqueue: typed arguments
 // (queue.JobArgs) name its kind, Options set its queue and meta, and
@@ -151,7 +156,35 @@ func Iterate[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A
 
 // IterateWith is Iterate with Options.
 func IterateWith[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A, prev *Run, o Options) (*Run, error) {
+	raw, fresh, err := first(args, &o)
+	if err != nil {
+		return nil, err
+	}
 	var items atomic.Int64
+	return run(ctx, iterHandler(job, &o, &items), raw, fresh, prev, &o, &items)
+}
+
+// IterateEnqueued runs a job that code under test enqueued (the record
+// RequireEnqueued returns) with job, from where prev left it (nil: a first
+// run): the arguments are decoded from the record exactly as the runner
+// decodes them (arguments that do not fit A end the run with
+// runner.ErrInvalidArgs, Action "dead"), and the record's kind, queue, meta,
+// attempt and start cursor are the run's. Options.Kind, Queue, Meta and
+// StartCursor are not used.
+func IterateEnqueued[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], enqueued *jobtype.Job, prev *Run, o Options) (*Run, error) {
+	var items atomic.Int64
+	return run(ctx, iterHandler(job, &o, &items), enqueued.Args, fromRecord(enqueued), prev, &o, &items)
+}
+
+// PerformEnqueued runs a plain job that code under test enqueued, as
+// IterateEnqueued does an iterable one.
+func PerformEnqueued[A any](ctx context.Context, job iterable.Performer[A], enqueued *jobtype.Job, prev *Run, o Options) (*Run, error) {
+	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), enqueued.Args, fromRecord(enqueued), prev, &o, nil)
+}
+
+// iterHandler wraps job's enumerator to count items and to raise the
+// interruptions, crashes and checkpoints o asks for.
+func iterHandler[A, T, C any](job iterable.Job[A, T, C], o *Options, items *atomic.Int64) exec.Handler {
 	wrap := func(e *exec.Execution, enum enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C] {
 		return enumerators.EnumeratorFunc[T, C](func(ctx context.Context, yield func(T, C) bool) error {
 			return enum.Enumerate(ctx, func(item T, c C) bool {
@@ -175,34 +208,55 @@ func IterateWith[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], ar
 			})
 		})
 	}
-	h := exec.NewIterableWrapped(job, exec.KindOpts{}, wrap)
-	return run(ctx, h, args, prev, &o, &items)
+	return exec.NewIterableWrapped(job, exec.KindOpts{}, wrap)
 }
 
 // Perform runs a plain job once, through the same executor and middleware
 // as the runner; prev is the previous run (nil: a first run), so a retry
 // after a failure runs with its attempt raised.
 func Perform[A any](ctx context.Context, job iterable.Performer[A], args A, prev *Run, o Options) (*Run, error) {
-	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), args, prev, &o, nil)
+	raw, fresh, err := first(args, &o)
+	if err != nil {
+		return nil, err
+	}
+	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), raw, fresh, prev, &o, nil)
+}
+
+// first encodes args and builds the record of a first run from them and o.
+func first(args any, o *Options) (json.RawMessage, *jobtype.Job, error) {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := newJob(args, o, o.now()())
+	return raw, j, err
+}
+
+// fromRecord is the record of a first run of an enqueued job.
+func fromRecord(j *jobtype.Job) *jobtype.Job {
+	c := *j
+	c.Args, c.Lease, c.Meta = nil, 0, maps.Clone(j.Meta)
+	if c.Attempt == 0 {
+		c.Attempt = 1
+	}
+	return &c
+}
+
+func (o *Options) now() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
 }
 
 // shutdown returns the run's shutdown controller.
 func (o *Options) shutdown() *shutdown.Controller { return o.sd }
 
-func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Options, items *atomic.Int64) (*Run, error) {
-	raw, err := json.Marshal(args)
-	if err != nil {
-		return nil, err
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
-	r := &Run{Runs: 1, store: cursor.NewMemoryStore()}
-	r.job, err = newJob(args, o, now())
-	if err != nil {
-		return nil, err
-	}
+// run runs h on raw arguments: a first run (prev nil) of fresh, or the run
+// after prev.
+func run(ctx context.Context, h exec.Handler, raw json.RawMessage, fresh *jobtype.Job, prev *Run, o *Options, items *atomic.Int64) (*Run, error) {
+	now := o.now()
+	r := &Run{Runs: 1, store: cursor.NewMemoryStore(), job: fresh}
 	if prev != nil {
 		r.Runs = prev.Runs + 1
 		if prev.store != nil {
