@@ -164,3 +164,31 @@ func TestRequireServedCatchesAnotherNamespace(t *testing.T) {
 		require.ErrorContains(t, err, r.Namespace+"-typo")
 	})
 }
+
+// A client given the registry checks a start cursor's type at enqueue: the
+// wrong shape, or a start cursor for a plain kind, is refused and nothing is
+// added; a cursor of the right type is accepted.
+func TestStartCursorCheckedAtEnqueue(t *testing.T) {
+	t.Parallel()
+	r := testutil.Miniredis(t)
+	ctx := t.Context()
+	reg := runner.NewRegistry()
+	runner.RegisterIterableArgs(reg, &reindex{}, nil)
+	runner.RegisterArgs(reg, ping{}, nil)
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, Kinds: reg})
+	require.NoError(t, err)
+
+	_, err = client.EnqueueArgs(ctx, ReindexArgs{Docs: 9}, &queue.EnqueueOpts{StartCursor: "page-3"})
+	require.ErrorIs(t, err, queue.ErrInvalidStartCursor)
+	require.ErrorIs(t, err, cursor.ErrInvalid)
+	_, err = client.EnqueueArgs(ctx, PingArgs{}, &queue.EnqueueOpts{StartCursor: 3})
+	require.ErrorIs(t, err, queue.ErrInvalidStartCursor)
+	require.ErrorContains(t, err, "not iterable")
+	qs, err := client.Queues(ctx)
+	require.NoError(t, err)
+	for _, q := range qs {
+		require.Zero(t, q.Size, "a refused start cursor adds nothing")
+	}
+	_, err = client.EnqueueArgs(ctx, ReindexArgs{Docs: 9}, &queue.EnqueueOpts{StartCursor: int64(3)})
+	require.NoError(t, err)
+}
