@@ -1,6 +1,7 @@
 package iterjobtest_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -9,7 +10,9 @@ import (
 
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/iterjobtest"
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
+	"github.com/iterjob/iterjob/runner"
 )
 
 // recT records the failures of an assertion.
@@ -70,4 +73,41 @@ func TestRequireEnqueuedMatchesWhatWasEnqueued(t *testing.T) {
 	bad := &recT{}
 	iterjobtest.RequireNotEnqueued(ctx, bad, client, "report", nil)
 	require.Len(t, bad.failed, 1)
+}
+
+// A job that code under test enqueued runs from its record: arguments
+// decoded as the runner decodes them, and its kind, queue, meta and start
+// cursor; arguments that do not fit the job's type kill it.
+func TestIterateEnqueuedRunsTheRecord(t *testing.T) {
+	t.Parallel()
+	r := testutil.Miniredis(t)
+	ctx := t.Context()
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace})
+	require.NoError(t, err)
+	_, err = client.EnqueueArgs(ctx, BackfillArgs{Rows: 6}, &queue.EnqueueOpts{Queue: "bulk", StartCursor: 3, Meta: map[string]string{"tenant": "acme"}})
+	require.NoError(t, err)
+	_, err = client.Enqueue(ctx, "backfill", map[string]any{"rows": "six"}, &queue.EnqueueOpts{Queue: "broken"})
+	require.NoError(t, err)
+
+	rec := iterjobtest.RequireEnqueuedArgs(ctx, t, client, BackfillArgs{Rows: 6}, &iterjobtest.Want{Queue: "bulk"})
+	var seen []string
+	mw := func(ctx context.Context, j *jobtype.Job, next func(context.Context) error) error {
+		seen = append(seen, j.ID+" "+j.Kind+" "+j.Queue+" "+j.Meta["tenant"])
+		return next(ctx)
+	}
+	job := &backfill{}
+	first, err := iterjobtest.IterateEnqueued(ctx, job, rec, nil, iterjobtest.Options{InterruptAfter: 1, Middleware: []runner.Middleware{mw}})
+	require.NoError(t, err)
+	require.Equal(t, "requeue", first.Action)
+	rest, err := iterjobtest.IterateEnqueued(ctx, job, rec, first, iterjobtest.Options{Middleware: []runner.Middleware{mw}})
+	require.NoError(t, err)
+	require.Equal(t, "ack", rest.Action)
+	require.Equal(t, []int64{3, 4, 5}, job.done, "from the start cursor, resumed once")
+	want := rec.ID + " backfill bulk acme"
+	require.Equal(t, []string{want, want}, seen)
+
+	broken := iterjobtest.RequireEnqueued(ctx, t, client, "backfill", &iterjobtest.Want{Queue: "broken"})
+	run, err := iterjobtest.IterateEnqueued(ctx, &backfill{}, broken, nil, iterjobtest.Options{})
+	require.ErrorIs(t, err, runner.ErrInvalidArgs)
+	require.Equal(t, "dead", run.Action)
 }

@@ -189,7 +189,9 @@ type EnqueueOpts struct {
 	// job's cursor type; a run that cannot decode it fails without retry,
 	// with the decode error). It is used while the job has no saved cursor;
 	// once a run saved one, resuming follows that. It travels in Meta under
-	// jobtype.MetaStartCursor.
+	// jobtype.MetaStartCursor. A client whose Config.Kinds is the runners'
+	// *runner.Registry refuses a cursor of the wrong type at once
+	// (ErrInvalidStartCursor).
 	StartCursor any
 }
 
@@ -324,6 +326,11 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 		raw, err := json.Marshal(o.StartCursor)
 		if err != nil {
 			return pending{}, fmt.Errorf("queue: encode start cursor of %s: %w", p.Kind, err)
+		}
+		if chk, ok := c.cfg.Kinds.(StartCursorChecker); ok {
+			if err := chk.CheckStartCursor(p.Kind, raw); err != nil {
+				return pending{}, fmt.Errorf("%w of %s: %w", ErrInvalidStartCursor, p.Kind, err)
+			}
 		}
 		meta = maps.Clone(meta)
 		if meta == nil {

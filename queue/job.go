@@ -27,6 +27,11 @@ var (
 	// client's Config.Kinds does not know: a typo, or a job type no runner
 	// registered.
 	ErrUnknownKind = errors.New("queue: unknown job kind")
+	// ErrInvalidStartCursor is matched by the error of an enqueue whose
+	// EnqueueOpts.StartCursor the client's Config.Kinds refuses (see
+	// StartCursorChecker): not of the kind's cursor type, or a kind that is
+	// not iterable.
+	ErrInvalidStartCursor = errors.New("queue: invalid start cursor")
 	// ErrNamespaceMismatch is matched by the error of a constructor given
 	// parts configured for different namespaces (a cursor store for one, a
 	// client or runner for another): their jobs and states would never
@@ -51,6 +56,15 @@ type JobArgs interface {
 // *runner.Registry implements it; KnownKinds builds one from names.
 type Kinds interface {
 	Known(kind string) bool
+}
+
+// StartCursorChecker is implemented by a Kinds that knows the kinds'
+// cursor types, as *runner.Registry does: the client then checks
+// EnqueueOpts.StartCursor when the job is enqueued, not when it first runs.
+// It checks the cursor's shape (that it decodes into the cursor type), not
+// whether the enumerator accepts its value.
+type StartCursorChecker interface {
+	CheckStartCursor(kind string, start []byte) error
 }
 
 // KnownKinds returns a Kinds knowing exactly the kinds given, for a process

@@ -49,6 +49,18 @@ func (r *Registry) Known(kind string) bool {
 	return ok
 }
 
+// CheckStartCursor returns an error unless start (JSON) decodes into the
+// cursor type of kind, an iterable kind registered here; it makes a
+// registry given as queue.Config.Kinds check EnqueueOpts.StartCursor at
+// enqueue (queue.StartCursorChecker).
+func (r *Registry) CheckStartCursor(kind string, start []byte) error {
+	h, ok := r.lookup(kind)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownKind, kind)
+	}
+	return exec.CheckStartCursor(h, start)
+}
+
 func (r *Registry) add(kind string, h exec.Handler) {
 	if kind == "" {
 		panic("runner: Register with an empty kind")

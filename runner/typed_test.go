@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -131,4 +132,63 @@ func TestIterableJobStartsAtTheGivenCursor(t *testing.T) {
 			})
 		})
 	}
+}
+
+// An enqueuer can check that runners in its namespace serve its kinds: a
+// client configured for another namespace than the runners learns it.
+func TestRequireServedCatchesAnotherNamespace(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		b := setup(t, r)
+		runner.RegisterIterableArgs(b.reg, &reindex{}, nil)
+		runner.RegisterArgs(b.reg, ping{hosts: make(chan string, 1)}, nil)
+
+		err := b.client.RequireServed(ctx, "reindex")
+		require.ErrorIs(t, err, queue.ErrUnknownKind, "no runner is up yet")
+		require.ErrorContains(t, err, "no runner heartbeats in namespace")
+
+		b.start(t, nil)
+		testutil.Eventually(t, 10*time.Second, func() bool { return b.client.RequireServed(ctx, "reindex", "ping") == nil }, "the runner's kinds to be served")
+		kinds, err := b.client.ServedKinds(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{"ping", "reindex"}, kinds)
+		err = b.client.RequireServed(ctx, "reindex", "reindx")
+		require.ErrorIs(t, err, queue.ErrUnknownKind)
+		require.ErrorContains(t, err, "serves reindx")
+
+		other, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace + "-typo", Logger: quiet})
+		require.NoError(t, err)
+		err = other.RequireServed(ctx, "reindex")
+		require.ErrorIs(t, err, queue.ErrUnknownKind, "an enqueuer in another namespace finds no runner")
+		require.ErrorContains(t, err, r.Namespace+"-typo")
+	})
+}
+
+// A client given the registry checks a start cursor's type at enqueue: the
+// wrong shape, or a start cursor for a plain kind, is refused and nothing is
+// added; a cursor of the right type is accepted.
+func TestStartCursorCheckedAtEnqueue(t *testing.T) {
+	t.Parallel()
+	r := testutil.Miniredis(t)
+	ctx := t.Context()
+	reg := runner.NewRegistry()
+	runner.RegisterIterableArgs(reg, &reindex{}, nil)
+	runner.RegisterArgs(reg, ping{}, nil)
+	client, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, Kinds: reg})
+	require.NoError(t, err)
+
+	_, err = client.EnqueueArgs(ctx, ReindexArgs{Docs: 9}, &queue.EnqueueOpts{StartCursor: "page-3"})
+	require.ErrorIs(t, err, queue.ErrInvalidStartCursor)
+	require.ErrorIs(t, err, cursor.ErrInvalid)
+	_, err = client.EnqueueArgs(ctx, PingArgs{}, &queue.EnqueueOpts{StartCursor: 3})
+	require.ErrorIs(t, err, queue.ErrInvalidStartCursor)
+	require.ErrorContains(t, err, "not iterable")
+	qs, err := client.Queues(ctx)
+	require.NoError(t, err)
+	for _, q := range qs {
+		require.Zero(t, q.Size, "a refused start cursor adds nothing")
+	}
+	_, err = client.EnqueueArgs(ctx, ReindexArgs{Docs: 9}, &queue.EnqueueOpts{StartCursor: int64(3)})
+	require.NoError(t, err)
 }

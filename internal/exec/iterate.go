@@ -45,6 +45,22 @@ func NewIterableWrapped[A, T, C any](job iterable.Job[A, T, C], opts KindOpts, w
 	return h
 }
 
+func (h *iterHandler[A, T, C]) checkCursor(raw []byte) error {
+	_, err := cursor.Decode[C](raw)
+	return err
+}
+
+// CheckStartCursor returns an error unless raw (JSON) decodes into the
+// cursor type of h's kind, as a run does with a start cursor; a plain kind
+// has no cursor.
+func CheckStartCursor(h Handler, raw []byte) error {
+	c, ok := h.(interface{ checkCursor([]byte) error })
+	if !ok {
+		return errors.New("the kind is not iterable: it has no cursor")
+	}
+	return c.checkCursor(raw)
+}
+
 func (h *iterHandler[A, T, C]) Options() KindOpts { return h.opts }
 func (h *iterHandler[A, T, C]) Iterable() bool    { return true }
 
