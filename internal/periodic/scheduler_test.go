@@ -268,3 +268,32 @@ func TestAddAndRemoveAtRunTime(t *testing.T) {
 		require.Empty(t, list)
 	})
 }
+
+// A process that read a schedule before it was removed and added again
+// cannot claim a tick of the new one with what it read (its arguments may
+// be the old ones): versions are never reused.
+func TestStaleReadCannotClaimAfterRemoveAndAdd(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		f := newFleet(t, r, 1)
+		ctx := t.Context()
+		db := rdb.New(r.Client, r.Namespace)
+		p := queue.PeriodicJob{Name: "p", Spec: "@hourly", Kind: "k", Args: 1}
+		require.NoError(t, f.client.AddPeriodic(ctx, p))
+		f.tick()
+		stale, err := db.PeriodicAll(ctx)
+		require.NoError(t, err)
+		require.NoError(t, f.client.RemovePeriodic(ctx, "p"))
+		p.Args = 2
+		require.NoError(t, f.client.AddPeriodic(ctx, p))
+		f.tick()
+		fresh, err := db.PeriodicAll(ctx)
+		require.NoError(t, err)
+		require.Equal(t, stale["p"].Next, fresh["p"].Next, "same spec, same next tick")
+		require.NotEqual(t, stale["p"].Version, fresh["p"].Version)
+		res, _, err := db.PeriodicClaim(ctx, "p", stale["p"].Version, stale["p"].Next, stale["p"].Next,
+			stale["p"].Next+3_600_000, true, stale["p"].Next)
+		require.NoError(t, err)
+		require.Equal(t, rdb.ClaimChanged, res)
+	})
+}

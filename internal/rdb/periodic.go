@@ -14,7 +14,9 @@ import (
 //
 //	d:<name>   its definition (JSON, owned by internal/periodic)
 //	s:<name>   its timing signature (spec and time zone): a change resets n: and p:
-//	v:<name>   version, bumped whenever d: changes; claims name the version they read
+//	v:<name>   version, set whenever d: changes from the hash's counter "ver" (so a
+//	           schedule removed and added again never reuses a version); claims name
+//	           the version they read
 //	n:<name>   the next tick to enqueue (Unix ms), shared by every process
 //	p:<name>   a claimed tick being enqueued: "<tick>|<next after it>|<claimed at>" (ms)
 //	l:<name>   the last tick enqueued: "<tick>|<enqueued at>|<job id>" (ms)
@@ -71,7 +73,7 @@ if redis.call('HGET', KEYS[1], 's:'..n) ~= ARGV[3] then
   redis.call('HDEL', KEYS[1], 'n:'..n, 'p:'..n)
 end
 redis.call('HSET', KEYS[1], 'd:'..n, ARGV[2], 's:'..n, ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'v:'..n, 1)
+redis.call('HSET', KEYS[1], 'v:'..n, redis.call('HINCRBY', KEYS[1], 'ver', 1))
 return 1
 `)
 
