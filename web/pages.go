@@ -149,6 +149,7 @@ type overviewData struct {
 	Scheduled, Retry, Dead    int64
 	Busy, Processes, Capacity int
 	Server                    queue.ServerInfo
+	Periodic                  []queue.PeriodicInfo
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +188,10 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		if c, ok := p.Extra["concurrency"].(float64); ok {
 			o.Capacity += int(c)
 		}
+	}
+	if o.Periodic, err = d.client.PeriodicJobs(ctx); err != nil {
+		d.fail(w, r, http.StatusBadGateway, err)
+		return
 	}
 	if o.Server, err = d.client.Server(ctx); err != nil {
 		// Not every server answers INFO (some managed ones restrict it).

@@ -460,3 +460,40 @@ func clip(s string, n int) string {
 	}
 	return string(r[:n-1]) + "…"
 }
+
+// periodicView is a schedule as the CLI prints it in JSON.
+type periodicView struct {
+	Name      string    `json:"name"`
+	Spec      string    `json:"spec"`
+	TimeZone  string    `json:"time_zone,omitempty"`
+	Kind      string    `json:"kind"`
+	Queue     string    `json:"queue,omitempty"`
+	NextRun   time.Time `json:"next_run"`
+	LastTick  time.Time `json:"last_tick,omitzero"`
+	LastJobID string    `json:"last_job_id,omitempty"`
+}
+
+func cmdPeriodic(ctx context.Context, e *Env, _ []string) error {
+	ps, err := e.Client.PeriodicJobs(ctx)
+	if err != nil {
+		return err
+	}
+	out := make([]periodicView, len(ps))
+	for i, p := range ps {
+		out[i] = periodicView{Name: p.Name, Spec: p.Spec, TimeZone: p.TimeZone, Kind: p.Kind, Queue: p.Queue,
+			NextRun: p.NextRun, LastTick: p.LastTick, LastJobID: p.LastJobID}
+	}
+	if e.JSON {
+		return e.PrintJSON(out)
+	}
+	tw := e.Table()
+	fmt.Fprintln(tw, "NAME\tSPEC\tKIND\tNEXT RUN\tLAST TICK\tLAST JOB")
+	for _, p := range out {
+		last := "–"
+		if !p.LastTick.IsZero() {
+			last = p.LastTick.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Spec, p.Kind, p.NextRun.UTC().Format(time.RFC3339), last, p.LastJobID)
+	}
+	return tw.Flush()
+}

@@ -80,6 +80,7 @@ type Command struct {
 var commands = []Command{
 	{Name: "stats", Help: "processed and failed counts, set sizes, processes", Setup: plain(cmdStats)},
 	{Name: "queues", Help: "queues with their size, latency and pause state", Setup: plain(cmdQueues)},
+	{Name: "periodic", Help: "periodic schedules with their next run and last tick", Setup: plain(cmdPeriodic)},
 	{Name: "jobs", Args: "QUEUE|SET", Help: "list the jobs of a queue or of the scheduled, retry or dead set", MinArgs: 1, MaxArgs: 1, Setup: setupJobs},
 	{Name: "job", Args: "ID", Help: "one job wherever it is, with its iteration progress", MinArgs: 1, MaxArgs: 1, Setup: plain(cmdJob)},
 	{Name: "retry", Args: "SET ID", Help: "run a scheduled, retry or dead job now", MinArgs: 2, MaxArgs: 2, Setup: plain(cmdRetry)},

@@ -67,3 +67,19 @@ func TestWebCommand(t *testing.T) {
 		require.Contains(t, res.stderr, "--basic-auth")
 	})
 }
+
+// periodic lists the schedules, as a table and as JSON.
+func TestPeriodicCommand(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		c, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace})
+		require.NoError(t, err)
+		require.NoError(t, c.AddPeriodic(t.Context(), queue.PeriodicJob{Name: "cleanup", Spec: "@every 1h", Kind: "mail"}))
+		res := run(t, r, "periodic")
+		require.Equal(t, cli.ExitOK, res.code, res.stderr)
+		require.Regexp(t, `cleanup\s+@every 1h\s+mail`, res.stdout)
+		res = run(t, r, "--json", "periodic")
+		require.Equal(t, cli.ExitOK, res.code, res.stderr)
+		require.Contains(t, res.stdout, `"name": "cleanup"`)
+	})
+}
