@@ -33,14 +33,14 @@ func (h procHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// hookedClient returns a new client on r's server with hook added.
-func hookedClient(t *testing.T, r testutil.Redis, hook redis.Hook) *redis.Client {
+// hookedClient returns a new client on r's server (or cluster) with hook
+// added.
+func hookedClient(t *testing.T, r testutil.Redis, hook redis.Hook) redis.UniversalClient {
 	t.Helper()
-	c := redis.NewClient(freshOptions(r))
+	c := testutil.OtherClient(t, r)
 	if hook != nil {
 		c.AddHook(hook)
 	}
-	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -92,12 +92,6 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(2 * time.Millisecond)
 	}
 	return true
-}
-
-// freshOptions returns options for a new client on r's server.
-func freshOptions(r testutil.Redis) *redis.Options {
-	o := r.Client.(*redis.Client).Options()
-	return &redis.Options{Addr: o.Addr, DB: o.DB, Username: o.Username, Password: o.Password}
 }
 
 // queueOpts1 enqueues a job with a single attempt.
