@@ -73,7 +73,9 @@ func pingCluster(c *redis.ClusterClient) error {
 
 // Cluster returns a client on the local Redis Cluster (TEST_REDIS_CLUSTER,
 // default 127.0.0.1:7000-7002), starting it with .ci/cluster-up when it
-// does not answer. It skips (fails under CI) when no cluster can be had.
+// does not answer. While t runs it watches the primaries (MONITOR), and
+// fails t if a script touched a key of t's namespace its call did not pass
+// in KEYS. It skips (fails under CI) when no cluster can be had.
 // Keys live under a namespace unique to t and are deleted when t ends.
 func Cluster(t testing.TB) Redis {
 	t.Helper()
@@ -94,8 +96,13 @@ func Cluster(t testing.TB) Redis {
 		unreachable(t, "Redis Cluster", strings.Join(addrs, ","), err, ".ci/cluster-up", "TEST_REDIS_CLUSTER")
 	}
 	ns := Unique("t")
+	audit := startKeyAudit(t, c, ns)
 	t.Cleanup(func() {
-		DeleteNamespace(context.Background(), c, ns)
+		ctx := context.Background()
+		if bad := audit.check(ctx, c); len(bad) > 0 {
+			t.Errorf("testutil: scripts touched keys they were not given in KEYS (Redis Cluster needs every key in KEYS):\n%s", strings.Join(bad, "\n"))
+		}
+		DeleteNamespace(ctx, c, ns)
 		_ = c.Close()
 	})
 	return Redis{Name: "cluster", Client: c, Namespace: ns}
