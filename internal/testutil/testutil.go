@@ -1,7 +1,9 @@
 // Package testutil gives tests their Redis and PostgreSQL.
 //
 // Tests run on the embedded miniredis and on a real Redis (TEST_REDIS_URL,
-// default redis://127.0.0.1:6379/0), and on a real PostgreSQL
+// default redis://127.0.0.1:6379/0), on a local Redis Cluster
+// (TEST_REDIS_CLUSTER, default 127.0.0.1:7000-7002, started by
+// .ci/cluster-up when missing; see Cluster), and on a real PostgreSQL
 // (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test). When
 // CI=true a real service that cannot be reached fails the test; elsewhere the
 // test is skipped with a message saying how to run it.
