@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -26,6 +27,10 @@ type keyAudit struct {
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	calls []scriptCall
+	// marker, once set, is a command argument whose sight ends reading:
+	// check sends it to every primary so no line before it is missed.
+	marker string
+	seen   chan string // the address that saw the marker
 }
 
 // scriptCall is one EVAL/EVALSHA and the commands its script ran.
@@ -38,7 +43,7 @@ type scriptCall struct {
 // startKeyAudit starts monitoring every primary of c for namespace ns.
 func startKeyAudit(t testing.TB, c *redis.ClusterClient, ns string) *keyAudit {
 	t.Helper()
-	a := &keyAudit{ns: ns}
+	a := &keyAudit{ns: ns, marker: Unique("audit-end-"), seen: make(chan string, 16)}
 	var addrs []string
 	_ = c.ForEachMaster(context.Background(), func(_ context.Context, n *redis.Client) error {
 		a.mu.Lock()
@@ -95,6 +100,11 @@ func (a *keyAudit) read(addr string, rd *bufio.Reader) {
 		if !ok || len(args) == 0 {
 			continue
 		}
+		if !lua && slices.Contains(args, a.marker) {
+			done()
+			a.seen <- addr
+			return
+		}
 		if lua {
 			if cur != nil {
 				cur.inner = append(cur.inner, args)
@@ -119,10 +129,6 @@ func (a *keyAudit) read(addr string, rd *bufio.Reader) {
 // check stops monitoring and returns the script commands that touched keys
 // their call did not pass in KEYS.
 func (a *keyAudit) check(ctx context.Context, c *redis.ClusterClient) []string {
-	for _, conn := range a.conns {
-		_ = conn.Close()
-	}
-	a.wg.Wait()
 	nodes := map[string]*redis.Client{}
 	_ = c.ForEachMaster(ctx, func(_ context.Context, n *redis.Client) error {
 		a.mu.Lock()
@@ -130,6 +136,24 @@ func (a *keyAudit) check(ctx context.Context, c *redis.ClusterClient) []string {
 		a.mu.Unlock()
 		return nil
 	})
+	// Every line before the marker was written before it; wait for the
+	// readers to reach it (or give up after a while and read what came).
+	for _, n := range nodes {
+		_ = n.Echo(ctx, a.marker).Err()
+	}
+	timeout := time.After(5 * time.Second)
+wait:
+	for range a.conns {
+		select {
+		case <-a.seen:
+		case <-timeout:
+			break wait
+		}
+	}
+	for _, conn := range a.conns {
+		_ = conn.Close()
+	}
+	a.wg.Wait()
 	var bad []string
 	for _, call := range a.calls {
 		n := nodes[call.addr]
