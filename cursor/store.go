@@ -177,6 +177,10 @@ func NewRedisStore(c redis.UniversalClient, cfg RedisConfig) (*RedisStore, error
 	return &RedisStore{db: rdb.New(c, cfg.Namespace), cfg: cfg, now: time.Now}, nil
 }
 
+// Namespace returns the namespace the store keeps state in; a runner or
+// client given the store checks that it matches theirs.
+func (s *RedisStore) Namespace() string { return s.db.Keys.Namespace() }
+
 // Begin implements Store.
 func (s *RedisStore) Begin(ctx context.Context, jid string, run int64) (State, error) {
 	fields, ok, cur, err := s.db.IterBegin(ctx, jid, run, s.now(), s.cfg.StateTTL)

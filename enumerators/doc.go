@@ -25,6 +25,8 @@
 //
 //   - Slice and Range: cursor = the next index or integer.
 //   - Batches: groups of n items; the cursor moves only after a whole batch.
+//   - Limit: the first n items, counted across runs (the count travels in
+//     the cursor).
 //   - Nested: an inner enumeration per outer item; a stale inner cursor is
 //     discarded, never applied to another outer item.
 //   - Throttle: ends the enumeration with a ThrottledError while the system

@@ -28,6 +28,15 @@
 // never per item; an item finished after the last save runs again if the
 // process dies, so EachIteration must be idempotent.
 //
+// # Transactional checkpoints
+//
+// A job whose items must run exactly once, even across kill -9, commits each
+// item's database work and the cursor after it in one transaction: it
+// implements Committer, and the committed cursor, fenced by the run's
+// number, is where every run resumes. Package pg provides it on PostgreSQL
+// (pg.Transactional, pg.TransactionalBatches) for jobs with an
+// EachIterationTx method.
+//
 // # Hooks
 //
 // A job may implement Starter (first run), Resumer (every later run),

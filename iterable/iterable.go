@@ -26,6 +26,8 @@ type Job[A, T, C any] interface {
 	// EachIteration processes one item. It may run more than once for the
 	// same item if the process dies between checkpoints, so it must be
 	// idempotent. An error stops the run; the retry resumes at this item.
+	// (A job with transactional checkpoints, see Committer, commits each
+	// item with its cursor instead, and runs no item twice.)
 	EachIteration(ctx context.Context, args A, item T) error
 }
 

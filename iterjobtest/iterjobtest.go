@@ -17,16 +17,39 @@
 // attempt raised, as the runner's retry set does. Perform runs a plain job
 // the same way.
 //
+// RequireEnqueued, RequireEnqueuedArgs and RequireNotEnqueued check what
+// code under test enqueued (kind, args, queue, schedule, meta), reading a
+// namespace through the admin API, on miniredis as on a real Redis.
+// IterateEnqueued and PerformEnqueued then run such a job from its record,
+// its arguments decoded as the runner decodes them:
+//
+//	rec := iterjobtest.RequireEnqueuedArgs(ctx, t, client, ReindexArgs{Tenant: "acme"}, nil)
+//	run, err := iterjobtest.IterateEnqueued(ctx, job, rec, nil, iterjobtest.Options{})
+//
+// The job a run sees is the one the client would enqueue: typed arguments
+// (queue.JobArgs) name its kind, Options set its queue and meta, and
+// Options.StartCursor starts it where queue.EnqueueOpts.StartCursor would,
+// through the same check of the cursor's shape.
+//
 // Timers (the checkpoint interval, MaxRuntime) use the standard library's
 // clock, so a test that wants to control them runs inside a
-// testing/synctest bubble.
+// testing/synctest bubble, where time moves only while every goroutine
+// waits; Options.Now and Options.Backoff fix when a retry is due:
+//
+//	synctest.Test(t, func(t *testing.T) {
+//		// items that sleep 1 s each: MaxRuntime ends the run after item 31
+//		run, _ := iterjobtest.IterateWith(t.Context(), job, args, nil,
+//			iterjobtest.Options{MaxRuntime: 30*time.Second + time.Millisecond})
+//	})
 package iterjobtest
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -37,6 +60,7 @@ import (
 	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/iterable"
 	"github.com/iterjob/iterjob/jobtype"
+	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 	"github.com/iterjob/iterjob/shutdown"
 )
@@ -98,6 +122,26 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the executor's logs. Default: discarded.
 	Logger *slog.Logger
+	// MaxRuntime ends an iterable run after this long, as the runner's
+	// Config.MaxRuntime does: checkpoint, then requeue (0: no limit).
+	MaxRuntime time.Duration
+	// Backoff is the runner's Config.Backoff: how long a failed job waits
+	// before its retry (Run.RunAt). Default runner.DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+
+	// Kind is the job's kind, as middleware and Info see it. Default: the
+	// arguments' own kind if their type implements queue.JobArgs, else
+	// "iterjobtest".
+	Kind string
+	// Queue is the job's queue. Default queue.QueueDefault.
+	Queue string
+	// Meta is the job's metadata, as queue.EnqueueOpts.Meta sets it.
+	Meta map[string]string
+	// StartCursor starts a first run at this cursor, exactly as
+	// queue.EnqueueOpts.StartCursor does (the same encoding and the same
+	// check: a cursor that does not decode into the job's cursor type fails
+	// the run without retry, Action "dead"). Ignored when prev is set.
+	StartCursor any
 
 	sd *shutdown.Controller // the run's
 }
@@ -112,7 +156,35 @@ func Iterate[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A
 
 // IterateWith is Iterate with Options.
 func IterateWith[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], args A, prev *Run, o Options) (*Run, error) {
+	raw, fresh, err := first(args, &o)
+	if err != nil {
+		return nil, err
+	}
 	var items atomic.Int64
+	return run(ctx, iterHandler(job, &o, &items), raw, fresh, prev, &o, &items)
+}
+
+// IterateEnqueued runs a job that code under test enqueued (the record
+// RequireEnqueued returns) with job, from where prev left it (nil: a first
+// run): the arguments are decoded from the record exactly as the runner
+// decodes them (arguments that do not fit A end the run with
+// runner.ErrInvalidArgs, Action "dead"), and the record's kind, queue, meta,
+// attempt and start cursor are the run's. Options.Kind, Queue, Meta and
+// StartCursor are not used.
+func IterateEnqueued[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], enqueued *jobtype.Job, prev *Run, o Options) (*Run, error) {
+	var items atomic.Int64
+	return run(ctx, iterHandler(job, &o, &items), enqueued.Args, fromRecord(enqueued), prev, &o, &items)
+}
+
+// PerformEnqueued runs a plain job that code under test enqueued, as
+// IterateEnqueued does an iterable one.
+func PerformEnqueued[A any](ctx context.Context, job iterable.Performer[A], enqueued *jobtype.Job, prev *Run, o Options) (*Run, error) {
+	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), enqueued.Args, fromRecord(enqueued), prev, &o, nil)
+}
+
+// iterHandler wraps job's enumerator to count items and to raise the
+// interruptions, crashes and checkpoints o asks for.
+func iterHandler[A, T, C any](job iterable.Job[A, T, C], o *Options, items *atomic.Int64) exec.Handler {
 	wrap := func(e *exec.Execution, enum enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C] {
 		return enumerators.EnumeratorFunc[T, C](func(ctx context.Context, yield func(T, C) bool) error {
 			return enum.Enumerate(ctx, func(item T, c C) bool {
@@ -136,31 +208,55 @@ func IterateWith[A, T, C any](ctx context.Context, job iterable.Job[A, T, C], ar
 			})
 		})
 	}
-	h := exec.NewIterableWrapped(job, exec.KindOpts{}, wrap)
-	return run(ctx, h, args, prev, &o, &items)
+	return exec.NewIterableWrapped(job, exec.KindOpts{}, wrap)
 }
 
 // Perform runs a plain job once, through the same executor and middleware
 // as the runner; prev is the previous run (nil: a first run), so a retry
 // after a failure runs with its attempt raised.
 func Perform[A any](ctx context.Context, job iterable.Performer[A], args A, prev *Run, o Options) (*Run, error) {
-	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), args, prev, &o, nil)
+	raw, fresh, err := first(args, &o)
+	if err != nil {
+		return nil, err
+	}
+	return run(ctx, exec.NewPlain(job, exec.KindOpts{}), raw, fresh, prev, &o, nil)
+}
+
+// first encodes args and builds the record of a first run from them and o.
+func first(args any, o *Options) (json.RawMessage, *jobtype.Job, error) {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	j, err := newJob(args, o, o.now()())
+	return raw, j, err
+}
+
+// fromRecord is the record of a first run of an enqueued job.
+func fromRecord(j *jobtype.Job) *jobtype.Job {
+	c := *j
+	c.Args, c.Lease, c.Meta = nil, 0, maps.Clone(j.Meta)
+	if c.Attempt == 0 {
+		c.Attempt = 1
+	}
+	return &c
+}
+
+func (o *Options) now() func() time.Time {
+	if o.Now == nil {
+		return time.Now
+	}
+	return o.Now
 }
 
 // shutdown returns the run's shutdown controller.
 func (o *Options) shutdown() *shutdown.Controller { return o.sd }
 
-func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Options, items *atomic.Int64) (*Run, error) {
-	raw, err := json.Marshal(args)
-	if err != nil {
-		return nil, err
-	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
-	}
-	r := &Run{Runs: 1, store: cursor.NewMemoryStore()}
-	r.job = &jobtype.Job{ID: rdb.NewID(), Kind: "iterjobtest", Queue: "default", Attempt: 1, EnqueuedAt: now()}
+// run runs h on raw arguments: a first run (prev nil) of fresh, or the run
+// after prev.
+func run(ctx context.Context, h exec.Handler, raw json.RawMessage, fresh *jobtype.Job, prev *Run, o *Options, items *atomic.Int64) (*Run, error) {
+	now := o.now()
+	r := &Run{Runs: 1, store: cursor.NewMemoryStore(), job: fresh}
 	if prev != nil {
 		r.Runs = prev.Runs + 1
 		if prev.store != nil {
@@ -185,6 +281,9 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 	if o.CheckpointInterval == 0 {
 		o.CheckpointInterval = runner.CheckpointIntervalDefault
 	}
+	if o.Backoff == nil {
+		o.Backoff = runner.DefaultBackoff
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -198,7 +297,7 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 	x := exec.New(exec.Config{
 		Store: r.store, Queue: nopQueue{}, Completer: c, Shutdown: sd, Logger: log,
 		Middleware: o.Middleware, CheckpointInterval: o.CheckpointInterval, MaxAttempts: o.MaxAttempts,
-		Backoff: runner.DefaultBackoff, FinishTimeout: 5 * time.Second, Now: now,
+		MaxRuntime: o.MaxRuntime, Backoff: o.Backoff, FinishTimeout: 5 * time.Second, Now: now,
 	})
 	e := exec.NewExecution(&j)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -239,6 +338,32 @@ func run[A any](ctx context.Context, h exec.Handler, args A, prev *Run, o *Optio
 		return r, nil
 	}
 	return r, r.Err
+}
+
+// newJob builds the job record of a first run, as the client would enqueue
+// it.
+func newJob(args any, o *Options, now time.Time) (*jobtype.Job, error) {
+	j := &jobtype.Job{ID: rdb.NewID(), Kind: o.Kind, Queue: o.Queue, Attempt: 1, EnqueuedAt: now, Meta: maps.Clone(o.Meta)}
+	if j.Kind == "" {
+		j.Kind = "iterjobtest"
+		if a, ok := args.(queue.JobArgs); ok {
+			j.Kind = a.Kind()
+		}
+	}
+	if j.Queue == "" {
+		j.Queue = queue.QueueDefault
+	}
+	if o.StartCursor != nil {
+		raw, err := json.Marshal(o.StartCursor)
+		if err != nil {
+			return nil, fmt.Errorf("iterjobtest: encode StartCursor: %w", err)
+		}
+		if j.Meta == nil {
+			j.Meta = map[string]string{}
+		}
+		j.Meta[jobtype.MetaStartCursor] = string(raw)
+	}
+	return j, nil
 }
 
 func stopOf(a exec.Action) iterable.StopReason {

@@ -66,6 +66,10 @@ type JobError struct {
 	Attempt int       `json:"attempt"`
 }
 
+// MetaStartCursor is the Meta key holding the cursor (JSON) an iterable
+// job's first run starts at (queue.EnqueueOpts.StartCursor).
+const MetaStartCursor = "iterjob.start_cursor"
+
 // MaxTraceBytes bounds the stack trace kept with a failed job.
 const MaxTraceBytes = 4096
 

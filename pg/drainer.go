@@ -40,7 +40,11 @@ type DrainerConfig struct {
 	// Required.
 	DB *pgxpool.Pool
 	// Client pushes the jobs to Redis, each under the id EnqueueTx returned
-	// (a second push within the client's IDRetention adds nothing). Required.
+	// (a second push within the client's IDRetention adds nothing). A
+	// client with queue.Config.Kinds refuses a batch holding a kind it does
+	// not know, and the drainer then retries that batch until a deploy
+	// teaches the client the kind: give the drainer a client without Kinds
+	// unless it knows every kind your transactions stage. Required.
 	Client *queue.Client
 	// Schema holds the outbox table. Default SchemaDefault.
 	Schema string

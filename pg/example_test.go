@@ -50,3 +50,10 @@ workflow succeeded; charges made: 1
 same key again, same id: true
 `, runExample(t, ExampleNewWorkflow))
 }
+
+func TestExampleTransactional(t *testing.T) {
+	require.Equal(t, `run 1 crashed after 2 batches; committed cursor {"key": ["8"]}
+run 2 completed after 3 batches
+accounts credited once: 20 of 20
+`, runExample(t, ExampleTransactionalBatches))
+}

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/iterjob/iterjob/jobtype"
 	"github.com/iterjob/iterjob/queue"
 )
 
@@ -34,6 +36,13 @@ type Schema string
 // Schema.EnqueueTx.
 func EnqueueTx(ctx context.Context, tx pgx.Tx, kind string, args any, opts *queue.EnqueueOpts) (string, error) {
 	return Schema(SchemaDefault).EnqueueTx(ctx, tx, kind, args, opts)
+}
+
+// EnqueueArgsTx stages a job whose kind its arguments' type names
+// (queue.JobArgs) in the outbox of SchemaDefault, inside tx. See
+// Schema.EnqueueTx.
+func EnqueueArgsTx(ctx context.Context, tx pgx.Tx, args queue.JobArgs, opts *queue.EnqueueOpts) (string, error) {
+	return Schema(SchemaDefault).EnqueueArgsTx(ctx, tx, args, opts)
 }
 
 // EnqueueManyTx stages jobs in the outbox of SchemaDefault, inside tx. See
@@ -65,8 +74,15 @@ func (s Schema) EnqueueTx(ctx context.Context, tx pgx.Tx, kind string, args any,
 	return st.jobID, nil
 }
 
+// EnqueueArgsTx is EnqueueTx with the kind taken from the arguments' type
+// (queue.JobArgs), as queue.Client.EnqueueArgs does.
+func (s Schema) EnqueueArgsTx(ctx context.Context, tx pgx.Tx, args queue.JobArgs, opts *queue.EnqueueOpts) (string, error) {
+	return s.EnqueueTx(ctx, tx, args.Kind(), args, opts)
+}
+
 // EnqueueManyTx stages jobs in one statement inside tx and returns their ids
-// in the order of params. If one job is invalid, none is staged.
+// in the order of params; a Params with no Kind takes it from typed
+// arguments (queue.JobArgs). If one job is invalid, none is staged.
 func (s Schema) EnqueueManyTx(ctx context.Context, tx pgx.Tx, params []queue.Params) ([]string, error) {
 	schema := schemaOr(string(s))
 	if err := checkSchema(schema); err != nil {
@@ -122,6 +138,9 @@ func newStaged(now time.Time, p queue.Params) (staged, error) {
 	if o.Queue == "" {
 		o.Queue = queue.QueueDefault
 	}
+	if a, ok := p.Args.(queue.JobArgs); ok && p.Kind == "" {
+		p.Kind = a.Kind()
+	}
 	if !nameRE.MatchString(p.Kind) {
 		return staged{}, fmt.Errorf("%w: kind %q (1-200 of A-Z a-z 0-9 _ . : -)", ErrInvalidJob, p.Kind)
 	}
@@ -143,6 +162,19 @@ func newStaged(now time.Time, p queue.Params) (staged, error) {
 	case o.In > 0:
 		at := now.Add(o.In)
 		st.runAt = &at
+	}
+	if o.StartCursor != nil {
+		// As the client does: the cursor travels in Meta.
+		raw, err := json.Marshal(o.StartCursor)
+		if err != nil {
+			return staged{}, fmt.Errorf("%w: encode start cursor of %s: %w", ErrInvalidJob, p.Kind, err)
+		}
+		st.meta = maps.Clone(o.Meta)
+		if st.meta == nil {
+			st.meta = map[string]string{}
+		}
+		st.meta[jobtype.MetaStartCursor] = string(raw)
+		o.Meta = st.meta
 	}
 	if len(o.Meta) > 0 {
 		b, err := json.Marshal(o.Meta)

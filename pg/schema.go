@@ -93,6 +93,14 @@ type sqls struct {
 	awaitDone   string
 	awaitCount  string
 	wfWake      string
+
+	// transactional checkpoints
+	curClaim  string
+	curCommit string
+	curStatus string
+	curDelete string
+	curLoad   string
+	curPrune  string
 }
 
 var sqlCache sync.Map // schema → *sqls
@@ -164,5 +172,31 @@ func buildSQL(schema string) *sqls {
 		WHERE job_id = $1 AND workflow_id = $2 AND state = 'pending' RETURNING step`)
 	set(&q.awaitCount, `SELECT count(*) FROM {s}.workflow_jobs WHERE workflow_id = $1 AND step = $2 AND state = 'pending'`)
 	set(&q.wfWake, `UPDATE {s}.workflows SET job_id = $2, updated_at = now() WHERE id = $1`)
+
+	// A run claims a job's committed state if no later run has: the
+	// update waits for a commit in progress (its row lock) and then sees it.
+	set(&q.curClaim, `INSERT INTO {s}.job_cursors AS c (job_id, kind, run, executions, first_started_at)
+		VALUES ($1, $3, $2, 1, now())
+		ON CONFLICT (job_id) DO UPDATE SET run = excluded.run, executions = c.executions + 1,
+			status = 'running', updated_at = now()
+		WHERE c.run < excluded.run
+		RETURNING cursor, items_processed`)
+	// The fence and the cursor, the last statement of an item's
+	// transaction, sent with its COMMIT in one round trip: it records the
+	// cursor if the run still owns the job and otherwise fails (division by
+	// zero, SQLSTATE 22012), which aborts the transaction so that the
+	// COMMIT after it rolls back. Its row lock orders it with a newer run's
+	// claim: whichever comes second waits for the other's transaction.
+	set(&q.curCommit, `WITH u AS (
+			UPDATE {s}.job_cursors SET cursor = $3, items_processed = items_processed + 1,
+				last_checkpoint_at = now(), updated_at = now()
+			WHERE job_id = $1 AND run = $2 RETURNING 1)
+		SELECT 1 / count(*)::int FROM u`)
+	set(&q.curStatus, `UPDATE {s}.job_cursors SET status = $3, updated_at = now() WHERE job_id = $1 AND run = $2`)
+	set(&q.curDelete, `DELETE FROM {s}.job_cursors WHERE job_id = $1 AND run = $2`)
+	set(&q.curLoad, `SELECT job_id, kind, run, cursor, status, executions, items_processed,
+			first_started_at, last_checkpoint_at, updated_at
+		FROM {s}.job_cursors WHERE job_id = $1`)
+	set(&q.curPrune, `DELETE FROM {s}.job_cursors WHERE updated_at < now() - $1::interval`)
 	return q
 }

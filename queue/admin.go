@@ -436,3 +436,19 @@ func (c *Client) Stats(ctx context.Context, days int) ([]DayStats, DayStats, err
 	}
 	return out, total, nil
 }
+
+// ServerInfo describes the Redis server a client talks to.
+type ServerInfo struct {
+	Version    string
+	UsedMemory int64 // bytes
+}
+
+// Server returns the Redis server's version and the memory it uses, for
+// dashboards.
+func (c *Client) Server(ctx context.Context) (ServerInfo, error) {
+	v, mem, err := c.db.RedisInfo(ctx)
+	if err != nil {
+		return ServerInfo{}, fmt.Errorf("queue: redis info: %w", err)
+	}
+	return ServerInfo{Version: v, UsedMemory: mem}, nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -55,6 +56,11 @@ type Config struct {
 	OnEvent func(context.Context, jobtype.Event)
 	// Middleware wraps every enqueue, outermost first.
 	Middleware []Middleware
+	// Kinds, if set, is asked about every enqueue: a kind it does not know
+	// is refused with ErrUnknownKind instead of waiting in a queue that no
+	// runner serves for it. Pass the runners' *runner.Registry when this
+	// process registers every kind, or KnownKinds(...) listing them.
+	Kinds Kinds
 	// DeadMaxJobs caps the dead set (admin moves to it). Zero means
 	// DeadMaxJobsDefault.
 	DeadMaxJobs int
@@ -102,7 +108,7 @@ func (c Config) validate() error {
 	if c.DeadMaxJobs < 0 || c.DeadMaxAge < 0 || c.IDRetention < 0 || c.EventsMax < 0 {
 		return errors.New("queue: DeadMaxJobs, DeadMaxAge, IDRetention and EventsMax must not be negative")
 	}
-	return nil
+	return CheckNamespace("Config.JobData", c.JobData, c.Namespace)
 }
 
 // JobData is data kept per job outside the queue, which the queue asks to
@@ -178,6 +184,15 @@ type EnqueueOpts struct {
 	// first job has finished meanwhile. Use it when a retried call must not
 	// add a job twice (an outbox drained after a crash, a periodic tick).
 	ID string
+	// StartCursor, for an iterable job, is the cursor its first run starts
+	// at instead of the beginning (encoded as JSON, it must decode into the
+	// job's cursor type; a run that cannot decode it fails without retry,
+	// with the decode error). It is used while the job has no saved cursor;
+	// once a run saved one, resuming follows that. It travels in Meta under
+	// jobtype.MetaStartCursor. A client whose Config.Kinds is the runners'
+	// *runner.Registry refuses a cursor of the wrong type at once
+	// (ErrInvalidStartCursor).
+	StartCursor any
 }
 
 // Result is the outcome of one enqueue.
@@ -203,12 +218,21 @@ type Params struct {
 
 // Enqueue adds one job of kind with args (any value encoding/json accepts; a
 // json.RawMessage is used as is).
+//
+// The kind is checked against Config.Kinds when set. EnqueueArgs takes the
+// kind from the arguments' type instead.
 func (c *Client) Enqueue(ctx context.Context, kind string, args any, opts *EnqueueOpts) (*Result, error) {
 	res, err := c.EnqueueMany(ctx, []Params{{Kind: kind, Args: args, Opts: opts}})
 	if err != nil {
 		return nil, err
 	}
 	return &res[0], nil
+}
+
+// EnqueueArgs adds a job whose kind is named by its arguments' type (see
+// JobArgs), so a misspelt kind cannot compile.
+func (c *Client) EnqueueArgs(ctx context.Context, args JobArgs, opts *EnqueueOpts) (*Result, error) {
+	return c.Enqueue(ctx, args.Kind(), args, opts)
 }
 
 type pending struct {
@@ -266,8 +290,16 @@ func (c *Client) EnqueueMany(ctx context.Context, params []Params) ([]Result, er
 
 // build runs the middleware on a new job and encodes it.
 func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, error) {
+	if p.Kind == "" {
+		if a, ok := p.Args.(JobArgs); ok {
+			p.Kind = a.Kind()
+		}
+	}
 	if err := checkName("kind", p.Kind); err != nil {
 		return pending{}, err
+	}
+	if c.cfg.Kinds != nil && !c.cfg.Kinds.Known(p.Kind) {
+		return pending{}, fmt.Errorf("%w: %q", ErrUnknownKind, p.Kind)
 	}
 	var o EnqueueOpts
 	if p.Opts != nil {
@@ -289,6 +321,23 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 	if err != nil {
 		return pending{}, fmt.Errorf("queue: encode args of %s: %w", p.Kind, err)
 	}
+	meta := o.Meta
+	if o.StartCursor != nil {
+		raw, err := json.Marshal(o.StartCursor)
+		if err != nil {
+			return pending{}, fmt.Errorf("queue: encode start cursor of %s: %w", p.Kind, err)
+		}
+		if chk, ok := c.cfg.Kinds.(StartCursorChecker); ok {
+			if err := chk.CheckStartCursor(p.Kind, raw); err != nil {
+				return pending{}, fmt.Errorf("%w of %s: %w", ErrInvalidStartCursor, p.Kind, err)
+			}
+		}
+		meta = maps.Clone(meta)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta[jobtype.MetaStartCursor] = string(raw)
+	}
 	j := &jobtype.Job{
 		ID:          id,
 		Kind:        p.Kind,
@@ -297,7 +346,7 @@ func (c *Client) build(ctx context.Context, now time.Time, p Params) (pending, e
 		MaxAttempts: o.MaxAttempts,
 		EnqueuedAt:  now.Truncate(time.Microsecond),
 		UniqueKey:   o.UniqueKey,
-		Meta:        o.Meta,
+		Meta:        meta,
 		Attempt:     1,
 	}
 	var due time.Time

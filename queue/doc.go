@@ -9,6 +9,13 @@
 // job exists reports a duplicate) and to any named queue. Client middleware
 // wraps every enqueue.
 //
+// # Periodic jobs
+//
+// AddPeriodic stores a schedule (a cron spec or an @every interval, in a
+// time zone); the runners of the namespace enqueue one job per tick between
+// them all. RemovePeriodic removes one and PeriodicJobs lists them with their
+// next run and last tick.
+//
 // # How runners consume
 //
 // Runners (package runner) fetch jobs crash-safely: one Lua call moves up to

@@ -154,6 +154,14 @@ type Config struct {
 	// DeadMaxJobs and DeadMaxAge cap the dead set; see queue.Config.
 	DeadMaxJobs int
 	DeadMaxAge  time.Duration
+	// Periodic are schedules the runner adds (queue.Client.AddPeriodic)
+	// when it starts. Every runner of the namespace, whatever its Periodic,
+	// enqueues the due ticks of every schedule stored in Redis, together
+	// exactly once per tick; schedules are read again every PollInterval,
+	// so ones added or removed at run time through a queue.Client take
+	// effect within about a second. A schedule dropped from Periodic stays
+	// in Redis until queue.Client.RemovePeriodic removes it.
+	Periodic []queue.PeriodicJob
 }
 
 func (c Config) withDefaults() Config {
@@ -207,6 +215,14 @@ func (c Config) validate() error {
 	if c.Concurrency < 0 || c.CheckpointInterval < 0 || c.MaxAttempts < 0 || c.MaxRuntime < 0 ||
 		c.PollInterval < 0 || c.IdleWake < 0 || c.EventsMax < 0 || c.CancelCheckInterval < 0 || c.FetchAheadHold < 0 || c.FinishTimeout < 0 || c.ShutdownTimeout < 0 {
 		errs = append(errs, errors.New("durations and counts must not be negative"))
+	}
+	if err := queue.CheckNamespace("Config.Store", c.Store, c.Namespace); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range c.Periodic {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("runner: invalid config: %w", errors.Join(errs...))

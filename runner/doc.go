@@ -41,6 +41,15 @@
 // loses its data while a job runs, the run puts the job and its state back
 // and goes on.
 //
+// # Periodic jobs
+//
+// Every runner enqueues the due ticks of the namespace's periodic schedules
+// (Config.Periodic, added at start, and any added at run time with
+// queue.Client.AddPeriodic), together exactly once per tick: a tick is
+// claimed in Redis before its job is enqueued under an id derived from the
+// tick. Missed ticks are skipped or run once, never in a burst; see
+// queue.PeriodicJob.
+//
 // # Shutdown
 //
 // The runner follows a shutdown.Controller: Quiet stops fetching and

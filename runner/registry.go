@@ -6,6 +6,7 @@ import (
 
 	"github.com/iterjob/iterjob/internal/exec"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/queue"
 )
 
 // ErrUnknownKind is the error of a job whose kind no handler is registered
@@ -39,6 +40,25 @@ func (r *Registry) Kinds() []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Known reports whether kind is registered; it makes a registry usable as
+// queue.Config.Kinds, so a client refuses kinds no runner here knows.
+func (r *Registry) Known(kind string) bool {
+	_, ok := r.lookup(kind)
+	return ok
+}
+
+// CheckStartCursor returns an error unless start (JSON) decodes into the
+// cursor type of kind, an iterable kind registered here; it makes a
+// registry given as queue.Config.Kinds check EnqueueOpts.StartCursor at
+// enqueue (queue.StartCursorChecker).
+func (r *Registry) CheckStartCursor(kind string, start []byte) error {
+	h, ok := r.lookup(kind)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownKind, kind)
+	}
+	return exec.CheckStartCursor(h, start)
 }
 
 func (r *Registry) add(kind string, h exec.Handler) {
@@ -83,4 +103,19 @@ func optsOrZero(o *KindOpts) exec.KindOpts {
 		return exec.KindOpts{}
 	}
 	return exec.KindOpts(*o)
+}
+
+// RegisterArgs registers a plain job under the kind its arguments' type
+// names (queue.JobArgs), the kind Client.EnqueueArgs uses: the kind is
+// written once, on the type.
+func RegisterArgs[A queue.JobArgs](r *Registry, job iterable.Performer[A], opts *KindOpts) {
+	var a A
+	Register(r, a.Kind(), job, opts)
+}
+
+// RegisterIterableArgs registers an iterable job under the kind its
+// arguments' type names (queue.JobArgs).
+func RegisterIterableArgs[A queue.JobArgs, T, C any](r *Registry, job iterable.Job[A, T, C], opts *KindOpts) {
+	var a A
+	RegisterIterable(r, a.Kind(), job, opts)
 }

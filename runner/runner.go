@@ -20,13 +20,6 @@ import (
 	"github.com/iterjob/iterjob/shutdown"
 )
 
-// fetchLoops is the number of fetch loops: two, so one fetch round trip is
-// always in flight while the other's jobs are handed out.
-const fetchLoops = 2
-
-// maxFetch caps the jobs one fetch takes.
-const maxFetch = 500
-
 // ErrNotStarted is returned by Stop for a runner that was never started.
 var ErrNotStarted = errors.New("runner: not started")
 
@@ -48,6 +41,7 @@ type Runner struct {
 	beats    *maintenance.Heartbeater
 	promoter *maintenance.Promoter
 	cancels  *maintenance.CancelPoller
+	periodic *periodicService
 	now      func() time.Time
 
 	startOnce sync.Once
@@ -113,6 +107,9 @@ func New(cfg Config) (*Runner, error) {
 	r.prod = prod
 	r.promoter = maintenance.NewPromoter(cons, sd, cfg.PollInterval, cfg.Logger)
 	r.cancels = maintenance.NewCancelPoller(cons, prod, cfg.CancelCheckInterval, cfg.Logger)
+	if r.periodic, err = newPeriodicService(cfg, sd, r.now); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
+	}
 	return r, nil
 }
 
@@ -144,6 +141,10 @@ func (r *Runner) ProcessID() string { return r.cons.ProcessID() }
 func (r *Runner) Start(ctx context.Context) error {
 	err := errors.New("runner: already started")
 	r.startOnce.Do(func() {
+		if err = r.periodic.add(ctx); err != nil {
+			err = fmt.Errorf("runner: start: %w", err)
+			return
+		}
 		if err = r.cons.Start(ctx); err != nil {
 			err = fmt.Errorf("runner: start: %w", err)
 			return
@@ -154,6 +155,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		r.beats.Start()
 		r.promoter.Start()
 		r.cancels.Start()
+		r.periodic.start()
 		r.log.InfoContext(ctx, "runner: started", slog.String("process", r.ProcessID()),
 			slog.Int("concurrency", r.cfg.Concurrency), slog.Any("kinds", r.cfg.Registry.Kinds()))
 	})
@@ -204,6 +206,7 @@ func (r *Runner) stop(ctx context.Context) error {
 	if !r.comp.Close(r.cfg.FinishTimeout + time.Second) {
 		errs = append(errs, errors.New("runner: acknowledgements not written before exit"))
 	}
+	r.periodic.stop()
 	r.cancels.Stop()
 	r.promoter.Stop()
 	r.beats.Stop()

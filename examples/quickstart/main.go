@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/iterjob/iterjob"
 	"github.com/iterjob/iterjob/cursor"
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/exampleutil"
@@ -31,11 +32,15 @@ import (
 	"github.com/iterjob/iterjob/runner"
 )
 
-// ReindexArgs are the job's arguments.
+// ReindexArgs are the job's arguments. They name the job's kind, so
+// registration and enqueue cannot disagree about it.
 type ReindexArgs struct {
 	Tenant string `json:"tenant"`
 	Docs   int64  `json:"docs"`
 }
+
+// Kind names the job kind of these arguments.
+func (ReindexArgs) Kind() string { return "reindex" }
 
 // Reindex indexes documents 1..Docs of a tenant, one per item. Its cursor is
 // the next document id.
@@ -109,22 +114,24 @@ func run(ctx context.Context) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	job := &Reindex{rdb: rdb, key: ns + ":index", reached: make(chan struct{})}
 	reg := runner.NewRegistry()
-	runner.RegisterIterable(reg, "reindex", job, nil)
+	runner.RegisterIterableArgs(reg, job, nil) // kind "reindex", from ReindexArgs
+
+	// One set of settings for the client, the cursor store and the workers.
+	sys, err := iterjob.New(iterjob.Config{Redis: rdb, Namespace: ns, Logger: logger, Registry: reg})
+	if err != nil {
+		return err
+	}
 
 	events := exampleutil.NewEvents()
 	newWorker := func() (*runner.Runner, error) {
-		return runner.New(runner.Config{
-			Redis: rdb, Registry: reg, Namespace: ns, Logger: logger,
+		return sys.NewRunner(runner.Config{
 			Concurrency: 2, CheckpointInterval: 100 * time.Millisecond,
 			OnEvent: events.Handle,
 		})
 	}
 
-	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: logger})
-	if err != nil {
-		return err
-	}
-	res, err := client.Enqueue(ctx, "reindex", ReindexArgs{Tenant: "acme", Docs: 1000}, nil)
+	client := sys.Client()
+	res, err := client.EnqueueArgs(ctx, ReindexArgs{Tenant: "acme", Docs: 1000}, nil)
 	if err != nil {
 		return err
 	}

@@ -224,6 +224,10 @@ type Consumer struct {
 	pend    []byte        // encoded events no queue change carried yet, joined by commas
 	npend   int           // how many
 	pendNew chan struct{} // signalled when pend becomes non-empty
+	// carryMu orders the calls that write events: one carrying buffered
+	// events holds it until Redis has answered, so a later call (say, the
+	// ack of the job whose "started" it carries) cannot overtake it.
+	carryMu sync.Mutex
 }
 
 // New returns a consumer on c, which it never closes.
@@ -489,10 +493,15 @@ func (c *Consumer) Ack(ctx context.Context, done []Done) ([]string, error) {
 			owned[i].EventLen = len(events) - n
 		}
 	}
-	pre := c.takePending()
+	pre, locked := c.carry()
 	stale, err := c.db.Ack(ctx, c.cfg.ProcessID, now, owned, events, pre)
 	if err != nil {
-		c.putBack(pre)
+		c.putBack(pre) // before another carrier can write later events
+	}
+	if locked {
+		c.carryMu.Unlock()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("consumer: ack %d jobs: %w", len(done), err)
 	}
 	if c.ev.Handler != nil {
@@ -538,10 +547,16 @@ func (c *Consumer) finish(ctx context.Context, j *jobtype.Job, f rdb.Finish, ev 
 	if ev != nil {
 		f.Event = c.ev.Encode(ctx, *ev)
 	}
-	f.Pre = c.takePending()
+	var locked bool
+	f.Pre, locked = c.carry()
 	ok, trimmed, err := c.db.Finish(ctx, now, f)
 	if err != nil {
-		c.putBack(f.Pre)
+		c.putBack(f.Pre) // before another carrier can write later events
+	}
+	if locked {
+		c.carryMu.Unlock()
+	}
+	if err != nil {
 		return fmt.Errorf("consumer: %s %s: %w", f.Action, j.ID, err)
 	}
 	if len(trimmed) > 0 && c.cfg.Forget != nil {
@@ -674,6 +689,21 @@ func (c *Consumer) Publish(ctx context.Context, ev jobtype.Event) {
 // change to carry it.
 const pendingFlush = 20 * time.Millisecond
 
+// carry takes the buffered events for a call that writes events, after any
+// call still carrying earlier ones has returned. When it reports locked, the
+// caller unlocks carryMu once its call has returned.
+func (c *Consumer) carry() (p rdb.Pending, locked bool) {
+	if !c.ev.Publish {
+		return rdb.Pending{}, false
+	}
+	c.carryMu.Lock()
+	if p = c.takePending(); p.N == 0 {
+		c.carryMu.Unlock()
+		return p, false
+	}
+	return p, true
+}
+
 // takePending takes the buffered events, for a call that carries them.
 func (c *Consumer) takePending() rdb.Pending {
 	c.pendMu.Lock()
@@ -702,12 +732,16 @@ func (c *Consumer) putBack(p rdb.Pending) {
 
 // flushPending appends the buffered events to the stream.
 func (c *Consumer) flushPending(ctx context.Context) error {
-	p := c.takePending()
-	if p.N == 0 {
+	p, locked := c.carry()
+	if !locked {
 		return nil
 	}
-	if err := c.db.AppendEvents(ctx, "["+string(p.Events)+"]"); err != nil {
-		c.putBack(p)
+	err := c.db.AppendEvents(ctx, "["+string(p.Events)+"]")
+	if err != nil {
+		c.putBack(p) // before another carrier can write later events
+	}
+	c.carryMu.Unlock()
+	if err != nil {
 		return fmt.Errorf("consumer: append events: %w", err)
 	}
 	return nil

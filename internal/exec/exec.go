@@ -8,6 +8,15 @@
 //
 // The runner and iterjobtest both run jobs through an Executor, so a job
 // tested with iterjobtest sees what it will see in production.
+//
+// Transactional checkpoints: for an iterable job that implements
+// iterable.Committer (package pg's transactional jobs), a run claims the
+// committed state right after the store's Begin, resumes from the committed
+// cursor (the store's state is then a mirror, saved as usual), and commits
+// each item through CommitItem with the item's encoded cursor instead of
+// calling EachIteration. A claim or commit refused as cursor.ErrStaleRun
+// ends the run as lost. The executor imports no database driver: the
+// Committer brings its own.
 package exec
 
 import (

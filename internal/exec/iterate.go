@@ -23,6 +23,7 @@ type iterHandler[A, T, C any] struct {
 	resumer   iterable.Resumer[A]
 	stopper   iterable.Stopper[A]
 	completer iterable.Completer[A]
+	committer iterable.Committer[A, T] // transactional checkpoints (nil: none)
 	wrap      func(*Execution, enumerators.Enumerator[T, C]) enumerators.Enumerator[T, C]
 }
 
@@ -40,7 +41,24 @@ func NewIterableWrapped[A, T, C any](job iterable.Job[A, T, C], opts KindOpts, w
 	h.resumer, _ = job.(iterable.Resumer[A])
 	h.stopper, _ = job.(iterable.Stopper[A])
 	h.completer, _ = job.(iterable.Completer[A])
+	h.committer, _ = job.(iterable.Committer[A, T])
 	return h
+}
+
+func (h *iterHandler[A, T, C]) checkCursor(raw []byte) error {
+	_, err := cursor.Decode[C](raw)
+	return err
+}
+
+// CheckStartCursor returns an error unless raw (JSON) decodes into the
+// cursor type of h's kind, as a run does with a start cursor; a plain kind
+// has no cursor.
+func CheckStartCursor(h Handler, raw []byte) error {
+	c, ok := h.(interface{ checkCursor([]byte) error })
+	if !ok {
+		return errors.New("the kind is not iterable: it has no cursor")
+	}
+	return c.checkCursor(raw)
 }
 
 func (h *iterHandler[A, T, C]) Options() KindOpts { return h.opts }
@@ -95,6 +113,14 @@ func (h *iterHandler[A, T, C]) run(ctx context.Context, x *Executor, e *Executio
 	if err != nil {
 		return failOr(ctx, failed(err, nil))
 	}
+	if h.committer != nil && st.Status != cursor.StatusCompleted {
+		if st, err = h.claimCommitted(ctx, j, args, st); err != nil {
+			if errors.Is(err, cursor.ErrStaleRun) {
+				return result{kind: resLost}
+			}
+			return failOr(ctx, failed(err, nil))
+		}
+	}
 	it := &iteration[A, T, C]{
 		h: h, x: x, e: e, args: args, base: st, began: x.now(),
 		log: x.log.With(slog.String("jid", j.ID), slog.String("kind", j.Kind)),
@@ -102,6 +128,28 @@ func (h *iterHandler[A, T, C]) run(ctx context.Context, x *Executor, e *Executio
 	e.info.Executions, e.info.TimesInterrupted, e.info.ItemsProcessed = st.Executions, st.TimesInterrupted, st.ItemsProcessed
 	ctx = iterable.WithInfo(ctx, e.info)
 	return it.run(ctx)
+}
+
+// claimCommitted claims the committed state of a job with transactional
+// checkpoints (see iterable.Committer) and returns st with the committed
+// cursor and item count, which win over the store's mirror. A job with
+// nothing committed yet keeps the store's cursor.
+func (h *iterHandler[A, T, C]) claimCommitted(ctx context.Context, j *jobtype.Job, args A, st cursor.State) (cursor.State, error) {
+	var c iterable.Committed
+	trace, err := protect(func() (err error) {
+		c, err = h.committer.ClaimCommitted(ctx, j.ID, j.Lease, args)
+		return err
+	})
+	if err != nil {
+		if trace != nil || !errors.Is(err, cursor.ErrStaleRun) {
+			err = fmt.Errorf("runner: claim the committed state: %w", err)
+		}
+		return st, err
+	}
+	if c.Cursor != nil {
+		st.Cursor, st.ItemsProcessed = c.Cursor, c.Items
+	}
+	return st, nil
 }
 
 func (it *iteration[A, T, C]) run(ctx context.Context) result {
@@ -119,13 +167,23 @@ func (it *iteration[A, T, C]) run(ctx context.Context) result {
 	// cannot read does not keep it from being cancelled.
 	cancelled := flags[0] || it.e.flags.Load()&flagCancel != 0
 	if !cancelled {
-		start, err := cursor.Decode[C](it.base.Cursor)
-		if err != nil {
-			// The state is left as it is: nothing is lost, and a fixed
-			// deploy resumes from it.
-			return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+		raw := it.base.Cursor
+		if first, ok := j.Meta[jobtype.MetaStartCursor]; ok && (len(raw) == 0 || string(raw) == "null") {
+			// No item finished yet: start where the enqueuer asked.
+			start, err := cursor.Decode[C]([]byte(first))
+			if err != nil {
+				return failed(iterable.SkipRetry(fmt.Errorf("runner: job %s: start cursor: %w", j.ID, err)), nil)
+			}
+			it.start = start
+		} else {
+			start, err := cursor.Decode[C](raw)
+			if err != nil {
+				// The state is left as it is: nothing is lost, and a fixed
+				// deploy resumes from it.
+				return failed(fmt.Errorf("runner: job %s: %w", j.ID, err), nil)
+			}
+			it.start = start
 		}
-		it.start = start
 	}
 
 	if out, ok := it.begin(ctx, cancelled); !ok {
@@ -231,12 +289,30 @@ func (it *iteration[A, T, C]) loop(ctx context.Context, enum enumerators.Enumera
 	var itemErr error
 	refused := false // an item was offered after a stop was decided
 	e, sd, job, args := it.e, it.x.cfg.Shutdown, it.h.job, it.args
+	cm, jid, run := it.h.committer, e.Job.ID, e.Job.Lease
 	yield := func(item T, c C) bool {
 		if it.stop != stopNone {
 			refused = true
 			return false
 		}
-		if err := job.EachIteration(ctx, args, item); err != nil {
+		if cm != nil {
+			// Transactional checkpoints: the item and its cursor commit
+			// together, and the cursor saved to the store mirrors it.
+			raw, err := cursor.Encode(c)
+			if err != nil {
+				it.stop, it.err = stopError, fmt.Errorf("runner: cursor after item %d of this run: %w", it.items+1, err)
+				return false
+			}
+			if err := cm.CommitItem(ctx, jid, run, args, item, raw); err != nil {
+				if errors.Is(err, cursor.ErrStaleRun) {
+					it.stop = stopLost
+				} else {
+					itemErr = err
+				}
+				return false
+			}
+			it.lastRaw = raw
+		} else if err := job.EachIteration(ctx, args, item); err != nil {
 			itemErr = err
 			return false
 		}
@@ -333,7 +409,7 @@ func (it *iteration[A, T, C]) attend(ctx context.Context) bool {
 // save. If it cannot be encoded (or its MarshalJSON panics), the run must
 // end: saves keep the last cursor that could be encoded.
 func (it *iteration[A, T, C]) encodeLast() error {
-	if !it.have {
+	if !it.have || it.h.committer != nil { // a committer's items encode their cursors
 		return nil
 	}
 	var raw []byte

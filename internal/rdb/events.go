@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -76,13 +77,28 @@ func (db *DB) ReadEvents(ctx context.Context, after string, count int64, block t
 	return out, nil
 }
 
+// batchOf reads a stream entry: its fields e, e2, e3, ... hold event
+// objects joined by commas (entries written before hold one JSON array in
+// e), returned as one JSON array.
 func batchOf(m redis.XMessage) EventBatch {
 	b := EventBatch{ID: m.ID}
-	switch e := m.Values["e"].(type) {
-	case string:
-		b.Events = e
-	case int64:
-		b.Events = strconv.FormatInt(e, 10)
+	first, _ := m.Values["e"].(string)
+	if strings.HasPrefix(first, "[") {
+		b.Events = first
+		return b
 	}
+	var sb strings.Builder
+	sb.WriteByte('[')
+	sb.WriteString(first)
+	for i := 2; ; i++ {
+		piece, ok := m.Values["e"+strconv.Itoa(i)].(string)
+		if !ok {
+			break
+		}
+		sb.WriteByte(',')
+		sb.WriteString(piece)
+	}
+	sb.WriteByte(']')
+	b.Events = sb.String()
 	return b
 }

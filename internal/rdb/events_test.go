@@ -1,9 +1,12 @@
 package rdb_test
 
 import (
+	"encoding/json"
+
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/rdb"
@@ -57,5 +60,34 @@ func TestEventsStreamTrimsWholeBatchesToTheEventsItKeeps(t *testing.T) {
 		n, err := r.Client.LLen(ctx, db.Keys.EventsIndex()).Result()
 		require.NoError(t, err)
 		require.EqualValues(t, 1, n, "the index follows the stream")
+	})
+}
+
+// An entry's events travel in pieces (the events a call carried from
+// earlier, then its own), read back as one array in the order written;
+// entries written as one array before pieces existed read the same.
+func TestEventsEntryPiecesReadAsOneArrayInOrder(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		db := rdb.New(r.Client, r.Namespace)
+		piece := func(k string) string { b := batch(2, k); return b[1 : len(b)-1] }
+		require.NoError(t, r.Client.XAdd(ctx, &redis.XAddArgs{Stream: db.Keys.Events(),
+			Values: []any{"n", 6, "e", piece("a"), "e2", piece("b"), "e3", piece("c")}}).Err())
+		require.NoError(t, r.Client.XAdd(ctx, &redis.XAddArgs{Stream: db.Keys.Events(),
+			Values: []any{"n", 2, "e", batch(2, "d")}}).Err())
+		bs, err := db.ReadEvents(ctx, "0", 10, 0)
+		require.NoError(t, err)
+		require.Len(t, bs, 2)
+		var evs []struct{ Kind string }
+		require.NoError(t, json.Unmarshal([]byte(bs[0].Events), &evs))
+		var kinds []string
+		for _, e := range evs {
+			kinds = append(kinds, e.Kind)
+		}
+		require.Equal(t, []string{"a", "a", "b", "b", "c", "c"}, kinds)
+		require.NoError(t, json.Unmarshal([]byte(bs[1].Events), &evs))
+		require.Len(t, evs, 2)
+		require.Equal(t, "d", evs[0].Kind)
 	})
 }

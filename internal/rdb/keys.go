@@ -22,6 +22,7 @@
 //	                  appended, n: the entry's events), so trimming by events never reads entries
 //	G notify          pub/sub channel: a queue got work (message = queue name)
 //	G alive:<id>      pub/sub channel a live process stays subscribed to
+//	G periodic        hash: periodic schedules, their next tick, pending claim and last tick (see periodic.go)
 //
 // One group per queue, Q = "{ns/<queue>}:" ('/' is not allowed in names, so
 // no two namespaces or queues share a tag):

@@ -113,7 +113,7 @@ func (db *DB) AppendEvents(ctx context.Context, blob string) error {
 		return nil
 	}
 	return appendEventsScript.Run(ctx, db.C, []string{db.Keys.Events(), db.Keys.EventsIndex()},
-		"1", db.EventsMax, blob, n).Err()
+		"1", db.EventsMax, blob[1:len(blob)-1], n).Err()
 }
 
 // countEvents counts the events of a JSON array of event objects: the

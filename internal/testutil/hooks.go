@@ -67,3 +67,50 @@ func SingleOnly(t testing.TB, r Redis, why string) {
 		t.Skip("testutil: single Redis only: " + why)
 	}
 }
+
+// CmdHook is a go-redis hook that calls After for every command the client
+// ran, once it returned, with the command's error.
+type CmdHook struct {
+	After func(ctx context.Context, cmd redis.Cmder, err error)
+}
+
+// DialHook implements redis.Hook.
+func (h CmdHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook implements redis.Hook.
+func (h CmdHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// ProcessHook implements redis.Hook.
+func (h CmdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.After(ctx, cmd, err)
+		return err
+	}
+}
+
+// HookedClient returns a new client on r's server (or cluster) with hook
+// added (when not nil), closed at cleanup.
+func HookedClient(t testing.TB, r Redis, hook redis.Hook) redis.UniversalClient {
+	t.Helper()
+	c := OtherClient(t, r)
+	if hook != nil {
+		c.AddHook(hook)
+	}
+	return c
+}
+
+// ScriptArg returns argument i of an EVAL/EVALSHA command that succeeded
+// (err is what the command returned), or nil.
+func ScriptArg(cmd redis.Cmder, err error, i int) any {
+	if n := cmd.Name(); (n != "evalsha" && n != "eval") || err != nil {
+		return nil
+	}
+	args := cmd.Args()
+	if i >= len(args) {
+		return nil
+	}
+	return args[i]
+}

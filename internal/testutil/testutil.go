@@ -222,3 +222,17 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, format st
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// WaitFor polls cond every few milliseconds until it holds or timeout passes,
+// and reports whether it held; for callers that report the failure
+// themselves (Eventually fails the test).
+func WaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}

@@ -4,7 +4,10 @@
 //
 //   - drain: a pg.Drainer only;
 //   - workflow: a pg.Drainer and a runner running the crash workflow of
-//     package pgtest, its child jobs (through pg's middleware) and receipts.
+//     package pgtest, its child jobs (through pg's middleware) and receipts;
+//   - txrows: a runner (no drainer) running pgtest's rows job with
+//     transactional checkpoints, with the runner's own signal handling:
+//     SIGTSTP quiets it, SIGTERM stops it.
 //
 // It prints "ready" once started and runs until SIGTERM or SIGINT; the
 // tests end it with SIGKILL at random instants. It logs JSON records to
@@ -29,6 +32,7 @@ import (
 	"github.com/iterjob/iterjob/pg/internal/pgtest"
 	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
+	"github.com/iterjob/iterjob/shutdown"
 )
 
 func main() {
@@ -47,9 +51,13 @@ func run() error {
 		mode     = flag.String("mode", "drain", "drain or workflow")
 		id       = flag.String("process-id", "", "runner process id")
 		maxSleep = flag.Duration("max-sleep", 20*time.Millisecond, "longest random pause in a step or job")
+		batch    = flag.Int("batch", 10, "txrows: rows per transaction")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if *mode == "txrows" {
+		return runTxRows(log, *dbURL, *schema, *redisURL, *ns, *id, *maxSleep, *batch)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -124,4 +132,54 @@ func run() error {
 	fmt.Println("ready")
 	<-ctx.Done()
 	return nil
+}
+
+// runTxRows runs pgtest's rows job with transactional checkpoints until a
+// signal stops the runner.
+func runTxRows(log *slog.Logger, dbURL, schema, redisURL, ns, id string, maxSleep time.Duration, batch int) error {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return err
+	}
+	cfg.ConnConfig.RuntimeParams["search_path"] = schema
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return err
+	}
+	opts.ClientName = id
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+
+	job, err := pg.TransactionalBatches(pgtest.RowsJob{Pool: pool, MaxSleep: maxSleep}, batch, pg.TxConfig{Pool: pool, Schema: schema})
+	if err != nil {
+		return err
+	}
+	reg := runner.NewRegistry()
+	runner.RegisterIterable(reg, pgtest.RowsKind, job, nil)
+	r, err := runner.New(runner.Config{
+		Redis: rdb, Registry: reg, Namespace: ns, Logger: log, ProcessID: id,
+		Concurrency: 4, ShutdownTimeout: 10 * time.Second,
+		HeartbeatInterval: 200 * time.Millisecond, DeadAfter: time.Second, MaxRecoveries: 1000,
+		PollInterval: 100 * time.Millisecond,
+		Backoff:      func(int) time.Duration { return 50 * time.Millisecond },
+	})
+	if err != nil {
+		return err
+	}
+	// What Run does, saying "ready" once started.
+	unhandle := r.Shutdown().HandleSignals(ctx)
+	defer unhandle()
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	<-r.Shutdown().Reached(shutdown.Stopping)
+	return r.Stop(context.Background())
 }
