@@ -99,6 +99,7 @@ func (p *replyDropper) serve() {
 
 func proxiedClient(t *testing.T, r testutil.Redis) (*redis.Client, *replyDropper) {
 	t.Helper()
+	testutil.SingleOnly(t, r, "the proxy that drops replies stands in front of one server")
 	o := testutil.FreshOptions(r)
 	p := newReplyDropper(t, o.Addr)
 	o.Addr = p.ln.Addr().String()

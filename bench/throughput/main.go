@@ -5,6 +5,9 @@
 //
 //	go run ./bench/throughput                # Redis at REDIS_URL or 127.0.0.1:6379
 //	go run ./bench/throughput -n 200000 -c 10
+//	go run ./bench/throughput -cluster 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
+//
+// With -cluster it measures scaling out instead (see scale).
 //
 // Figures to compare against, measured on the project's 2-core machines with
 // Redis on the same host, no-op jobs at concurrency 10: asynq ≈ 9,000/s,
@@ -20,6 +23,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,8 +105,17 @@ func main() {
 	// The default is not given to flag, which would print it (password
 	// and all) in -h.
 	url := flag.String("redis", "", "Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
+	clusterAddrs := flag.String("cluster", "", "scale mode: a Redis Cluster's seed addresses (host:port,...; .ci/cluster-up starts 127.0.0.1:7000-7002); measures one Redis against the cluster, and 1, 2 and 4 runners")
+	nqueues := flag.Int("queues", 6, "scale mode: queues the jobs are spread over")
 	flag.Parse()
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
+	if *clusterAddrs != "" {
+		if err := scale(*url, strings.Split(*clusterAddrs, ","), *n, *conc, *nqueues, *rounds); err != nil {
+			fmt.Fprintln(os.Stderr, "throughput:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	profile, fetchAhead, eventsMax = *cpuprofile, *ahead, *evMax
 	if !*events {
 		if _, err := run(*url, *n, *conc, *batch, *latencyJobs, false); err != nil {

@@ -295,7 +295,7 @@ func TestUsage(t *testing.T) {
 		{"stats", "--nope"}, {"jobs", "dead", "--limit", "0"}, {"jobs", "mail", "--queue", "x"},
 	} {
 		var out, errOut syncBuffer
-		code := cli.Run(t.Context(), append([]string{"--redis", redisURL(r), "--namespace", r.Namespace}, args...), &out, &errOut)
+		code := cli.Run(t.Context(), append([]string{"--redis", redisURL(t, r), "--namespace", r.Namespace}, args...), &out, &errOut)
 		require.Equal(t, cli.ExitUsage, code, "iterjob %v", args)
 		require.NotEmpty(t, errOut.String(), "iterjob %v explains", args)
 	}

@@ -60,8 +60,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// redisURL is a URL for r's server.
-func redisURL(r testutil.Redis) string {
+// redisURL is a URL for r's server. The command line takes one Redis URL,
+// not a cluster's addresses: on the cluster t is skipped.
+func redisURL(t testing.TB, r testutil.Redis) string {
+	t.Helper()
+	testutil.SingleOnly(t, r, "the command line takes one Redis URL")
 	o := testutil.FreshOptions(r)
 	u := url.URL{Scheme: "redis", Host: o.Addr, Path: fmt.Sprintf("/%d", o.DB)}
 	if o.Password != "" {
@@ -79,12 +82,12 @@ type result struct {
 // run runs iterjob with the global flags for r, then args.
 func run(t *testing.T, r testutil.Redis, args ...string) result {
 	t.Helper()
-	return runCtx(t.Context(), r, args...)
+	return runCtx(t.Context(), redisURL(t, r), r, args...)
 }
 
-func runCtx(ctx context.Context, r testutil.Redis, args ...string) result {
+func runCtx(ctx context.Context, url string, r testutil.Redis, args ...string) result {
 	var out, errOut syncBuffer
-	full := append([]string{"--redis", redisURL(r), "--namespace", r.Namespace}, args...)
+	full := append([]string{"--redis", url, "--namespace", r.Namespace}, args...)
 	code := cli.Run(ctx, full, &out, &errOut)
 	return result{out.String(), errOut.String(), code}
 }

@@ -35,8 +35,9 @@ func startCmd(t *testing.T, r testutil.Redis, args ...string) *background {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	bg := &background{cancel: cancel, done: make(chan int, 1)}
+	url := redisURL(t, r)
 	go func() {
-		full := append([]string{"--redis", redisURL(r), "--namespace", r.Namespace}, args...)
+		full := append([]string{"--redis", url, "--namespace", r.Namespace}, args...)
 		bg.done <- cli.Run(ctx, full, &bg.out, &bg.errOut)
 	}()
 	t.Cleanup(func() { bg.stop() })
@@ -257,7 +258,7 @@ func TestBinary(t *testing.T) {
 	b.enqueue(t, "mail", nil, &queue.EnqueueOpts{Queue: "mail"})
 
 	cmd := exec.Command(bin, "--namespace", r.Namespace, "queues", "--json")
-	cmd.Env = append(os.Environ(), "REDIS_URL="+redisURL(r))
+	cmd.Env = append(os.Environ(), "REDIS_URL="+redisURL(t, r))
 	out, err := cmd.Output()
 	require.NoError(t, err)
 	var qs []queueJSON

@@ -129,7 +129,8 @@ func TestBeatingProcessWithoutLivenessConnectionIsNotReaped(t *testing.T) {
 		require.Zero(t, n)
 		require.Zero(t, reaper.cons.NextReap())
 		require.Equal(t, int64(1), r.Client.HLen(ctx, db.Keys.Q("default").Inflight("lonely")).Val())
-		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Q("default").Inflight("lonely"), db.Keys.Proc("lonely")).Err())
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Q("default").Inflight("lonely")).Err())
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Proc("lonely")).Err())
 	})
 }
 

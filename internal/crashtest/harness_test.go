@@ -87,6 +87,14 @@ func setup(t *testing.T) *bundle {
 	return newBundle(t, url, r.Client, r.Namespace)
 }
 
+// setupCluster returns a bundle on the local Redis Cluster (see
+// testutil.Cluster); workers reach it as "cluster:<addrs>".
+func setupCluster(t *testing.T) *bundle {
+	t.Helper()
+	r := testutil.Cluster(t)
+	return newBundle(t, "cluster:"+strings.Join(testutil.ClusterAddrs(), ","), r.Client, r.Namespace)
+}
+
 func newBundle(t *testing.T, url string, c redis.UniversalClient, ns string) *bundle {
 	t.Helper()
 	qc, err := queue.NewClient(c, queue.Config{Namespace: ns})

@@ -56,7 +56,16 @@ type window struct{ from, to int64 }
 // lies in the window [cursor, last item done] of some kill, repeated at most
 // once per window that holds it.
 func TestKill9IterableJobResumesFromItsLastCheckpoint(t *testing.T) {
-	b := setup(t)
+	testKill9IterableResumes(t, setup(t))
+}
+
+// The same on a Redis Cluster: the job's queue, its iteration state and the
+// process registry live on different shards.
+func TestKill9IterableJobResumesFromItsLastCheckpointOnCluster(t *testing.T) {
+	testKill9IterableResumes(t, setupCluster(t))
+}
+
+func testKill9IterableResumes(t *testing.T, b *bundle) {
 	rng := newRand(t)
 	const n, kills = 20_000, 5
 	opts := workerOpts{
@@ -238,7 +247,15 @@ func (b *bundle) startLog(jid string) ([]int, []time.Time) {
 // times at random instants and restarted at once each time: every job
 // completes, none is lost, and only jobs in flight at a kill run twice.
 func TestKill9ManyPlainJobsNoneLost(t *testing.T) {
-	b := setup(t)
+	testKill9ManyPlain(t, setup(t))
+}
+
+// The same on a Redis Cluster.
+func TestKill9ManyPlainJobsNoneLostOnCluster(t *testing.T) {
+	testKill9ManyPlain(t, setupCluster(t))
+}
+
+func testKill9ManyPlain(t *testing.T, b *bundle) {
 	rng := newRand(t)
 	const jobs, kills = 10_000, 4
 	opts := workerOpts{

@@ -590,19 +590,48 @@ type Reaped struct {
 // silent for deadAfter, or for look and without their liveness connection.
 // It reaps every queue of the namespace for each, then forgets them.
 func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self string) (Reaped, error) {
-	res, err := reapScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Reaping()},
-		deadAfter.Milliseconds(), self, look.Milliseconds(), db.Keys.Proc("")).Slice()
+	cand, err := reapCandidatesScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Reaping()},
+		look.Milliseconds(), self).Slice()
 	if err != nil {
 		return Reaped{}, err
 	}
-	if len(res) < 1 {
-		return Reaped{}, fmt.Errorf("rdb: reap returned %d values", len(res))
+	if len(cand) < 1 {
+		return Reaped{}, fmt.Errorf("rdb: reap candidates returned %d values", len(cand))
+	}
+	nsilent := int(toInt(cand[0]))
+	if nsilent > len(cand)-1 {
+		return Reaped{}, fmt.Errorf("rdb: reap candidates returned %d values for %d silent processes", len(cand), nsilent)
 	}
 	var out Reaped
-	if ms := toInt(res[0]); ms >= 0 {
-		out.Recheck = time.Duration(ms) * time.Millisecond
+	var reap []string // the processes found dead now, then those being reaped
+	if nsilent > 0 {
+		keys := []string{db.Keys.Procs(), db.Keys.Reaping()}
+		args := []any{deadAfter.Milliseconds(), look.Milliseconds()}
+		for _, v := range cand[1 : 1+nsilent] {
+			id := toString(v)
+			keys = append(keys, db.Keys.Proc(id))
+			args = append(args, id)
+		}
+		res, err := reapScript.Run(ctx, db.C, keys, args...).Slice()
+		if err != nil {
+			return Reaped{}, err
+		}
+		if len(res) < 1 {
+			return Reaped{}, fmt.Errorf("rdb: reap returned %d values", len(res))
+		}
+		if ms := toInt(res[0]); ms >= 0 {
+			out.Recheck = time.Duration(ms) * time.Millisecond
+		}
+		for _, v := range res[1:] {
+			reap = append(reap, toString(v))
+		}
 	}
-	if len(res) == 1 {
+	for _, v := range cand[1+nsilent:] {
+		if id := toString(v); !slices.Contains(reap, id) {
+			reap = append(reap, id)
+		}
+	}
+	if len(reap) == 0 {
 		return out, nil
 	}
 	queues, err := db.QueueNames(ctx)
@@ -610,8 +639,7 @@ func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self stri
 		return out, err
 	}
 	now := Ms(time.Now())
-	for _, v := range res[1:] {
-		id := toString(v)
+	for _, id := range reap {
 		for _, q := range queues {
 			keys, args := db.qkeys([]string{q}, id)
 			n, err := reapQueueScript.Run(ctx, db.C, keys, append(args, db.Keys.Notify(), q, id, now)...).Int()

@@ -875,11 +875,39 @@ end
 return {status, now, epoch}
 `)
 
-// reapScript finds the dead processes and moves them from the procs set to
-// the reaping set; the caller then reaps their jobs queue by queue
-// (reapQueueScript) and drops them from the reaping set (doneReapingScript).
-// A reaper that dies half way leaves them in the reaping set, where the next
-// reaper finds them. Times are the Redis server's.
+// reapCandidatesScript lists the processes a reap must look at: those
+// silent for a while, and those left in the reaping set. Most reaps find
+// none and stop here, in one call; otherwise the caller passes their
+// process hashes to reapScript in KEYS.
+//
+// KEYS[1] procs set, KEYS[2] reaping set
+// ARGV[1] how long a process must be silent to be looked at (ms), ARGV[2]
+// this process's id (never reaped)
+//
+// Returns {the number of silent processes, their ids..., the ids in the
+// reaping set...}, up to 100 of each.
+var reapCandidatesScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {0}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, 101)) do
+  if id ~= ARGV[2] and out[1] < 100 then
+    out[#out+1] = id
+    out[1] = out[1] + 1
+  end
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, 99)) do
+  if id ~= ARGV[2] then out[#out+1] = id end
+end
+return out
+`)
+
+// reapScript judges the silent processes reapCandidatesScript found and
+// moves the dead ones from the procs set to the reaping set; the caller
+// then reaps their jobs queue by queue (reapQueueScript) and drops them
+// from the reaping set. A reaper that dies half way leaves them in the
+// reaping set, where the next reaper finds them. Times are the Redis
+// server's.
 //
 // A process is dead when it has not beaten for DeadAfter (it died, hung or
 // lost Redis), or, much sooner, when its liveness connection is gone: each
@@ -893,37 +921,29 @@ return {status, now, epoch}
 // reaps at least half an interval apart, with no beat in between (a beat
 // clears the mark the first reap leaves, field 'gone' of its hash).
 //
-// KEYS[1] procs set, KEYS[2] reaping set
-// ARGV[1] DeadAfter (ms), ARGV[2] this process's id (never reaped), ARGV[3]
-// how long a process must be silent to be looked at (ms), ARGV[4] the
-// process hash key prefix (G "proc:")
+// KEYS[1] procs set, KEYS[2] reaping set, KEYS[3..] the process hashes of
+// the candidates, in ARGV order
+// ARGV[1] DeadAfter (ms), ARGV[2] how long a process must be silent to be
+// looked at (ms), ARGV[3..] the candidates' ids
 //
 // Returns {ms until a process seen without its liveness connection may be
-// confirmed dead (-1: none pending), ids of the processes to reap (those
-// found dead now and those left in the reaping set)...}.
+// confirmed dead (-1: none pending), ids of the processes found dead}.
 var reapScript = redis.NewScript(`
-local self, pp = ARGV[2], ARGV[4]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead_cut = now - tonumber(ARGV[1])
-local silent = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]), 'WITHSCORES', 'LIMIT', 0, 100)
+local dead_cut, look_cut = now - tonumber(ARGV[1]), now - tonumber(ARGV[2])
 local out = {-1}
 local function recheck(ms)
   if ms < 1 then ms = 1 end
   if out[1] < 0 or ms < out[1] then out[1] = ms end
 end
-local function dead(id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', pp .. id)
-  redis.call('ZADD', KEYS[2], now, id)
-end
-for i = 1, #silent, 2 do
-  local id, beat = silent[i], tonumber(silent[i+1])
-  if id ~= self then
-    if beat <= dead_cut then
-      dead(id)
-    else
-      local pk = pp .. id
+for i = 3, #ARGV do
+  local id, pk = ARGV[i], KEYS[i]
+  -- It may have beaten since it was listed.
+  local beat = tonumber(redis.call('ZSCORE', KEYS[1], id) or '')
+  if beat and beat <= look_cut then
+    local dead = beat <= dead_cut
+    if not dead then
       local f = redis.call('HMGET', pk, 'alive', 'hb', 'gone')
       local hb = tonumber(f[2] or '')
       if f[1] and f[1] ~= '' and hb and beat <= now - 1.5 * hb then
@@ -934,16 +954,19 @@ for i = 1, #silent, 2 do
           redis.call('HSET', pk, 'gone', now)
           recheck(hb / 2)
         elseif now - gone >= hb / 2 then
-          dead(id)
+          dead = true
         else
           recheck(gone + hb / 2 - now)
         end
       end
     end
+    if dead then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('DEL', pk)
+      redis.call('ZADD', KEYS[2], now, id)
+      out[#out+1] = id
+    end
   end
-end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, 99)) do
-  if id ~= self then out[#out+1] = id end
 end
 return out
 `)

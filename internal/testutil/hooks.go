@@ -37,19 +37,35 @@ func (h *AfterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// OtherClient returns a new client on the same server as r.Client, closed at
-// cleanup, so hooks added to it do not affect r.Client.
-func OtherClient(t testing.TB, r Redis) *redis.Client {
+// OtherClient returns a new client on the same server (or cluster) as
+// r.Client, closed at cleanup, so hooks added to it do not affect r.Client.
+func OtherClient(t testing.TB, r Redis) redis.UniversalClient {
 	t.Helper()
-	c := redis.NewClient(FreshOptions(r))
+	var c redis.UniversalClient
+	if cc, ok := r.Client.(*redis.ClusterClient); ok {
+		o := cc.Options()
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password})
+	} else {
+		c = redis.NewClient(FreshOptions(r))
+	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-// FreshOptions returns options for a new client on r's server.
+// FreshOptions returns options for a new client on r's server; r must not
+// be a cluster (see SingleOnly).
 func FreshOptions(r Redis) *redis.Options {
 	o := r.Client.(*redis.Client).Options()
 	return &redis.Options{Addr: o.Addr, DB: o.DB, Username: o.Username, Password: o.Password}
+}
+
+// SingleOnly skips t on a cluster, saying why: for tests that put a proxy
+// or a server of their own in front of one Redis.
+func SingleOnly(t testing.TB, r Redis, why string) {
+	t.Helper()
+	if _, ok := r.Client.(*redis.ClusterClient); ok {
+		t.Skip("testutil: single Redis only: " + why)
+	}
 }
 
 // CmdHook is a go-redis hook that calls After for every command the client
@@ -75,9 +91,9 @@ func (h CmdHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-// HookedClient returns a new client on r's server with hook added (when not
-// nil), closed at cleanup.
-func HookedClient(t testing.TB, r Redis, hook redis.Hook) *redis.Client {
+// HookedClient returns a new client on r's server (or cluster) with hook
+// added (when not nil), closed at cleanup.
+func HookedClient(t testing.TB, r Redis, hook redis.Hook) redis.UniversalClient {
 	t.Helper()
 	c := OtherClient(t, r)
 	if hook != nil {

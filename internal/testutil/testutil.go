@@ -1,7 +1,9 @@
 // Package testutil gives tests their Redis and PostgreSQL.
 //
 // Tests run on the embedded miniredis and on a real Redis (TEST_REDIS_URL,
-// default redis://127.0.0.1:6379/0), and on a real PostgreSQL
+// default redis://127.0.0.1:6379/0), on a local Redis Cluster
+// (TEST_REDIS_CLUSTER, default 127.0.0.1:7000-7002, started by
+// .ci/cluster-up when missing; see Cluster), and on a real PostgreSQL
 // (TEST_DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test). When
 // CI=true a real service that cannot be reached fails the test; elsewhere the
 // test is skipped with a message saying how to run it.
@@ -89,23 +91,49 @@ func RealRedis(t testing.TB) Redis {
 	return Redis{Name: "redis", Client: c, Namespace: ns}
 }
 
-// DeleteNamespace removes every key of namespace ns.
+// DeleteNamespace removes every key of namespace ns (on every primary of a
+// cluster).
 func DeleteNamespace(ctx context.Context, c redis.UniversalClient, ns string) {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			deleteNamespace(ctx, n, ns, true)
+			return nil
+		})
+		return
+	}
+	deleteNamespace(ctx, c, ns, false)
+}
+
+// deleteNamespace deletes ns's keys on one server; one key per DEL on a
+// cluster node, whose keys span slots.
+func deleteNamespace(ctx context.Context, c redis.Cmdable, ns string, perKey bool) {
 	iter := c.Scan(ctx, 0, "{"+ns+"[}/]*", 1000).Iterator()
 	var keys []string
+	flush := func() {
+		if perKey {
+			pipe := c.Pipeline()
+			for _, k := range keys {
+				pipe.Del(ctx, k)
+			}
+			_, _ = pipe.Exec(ctx)
+		} else {
+			c.Del(ctx, keys...)
+		}
+		keys = keys[:0]
+	}
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())
 		if len(keys) == 500 {
-			c.Del(ctx, keys...)
-			keys = keys[:0]
+			flush()
 		}
 	}
 	if len(keys) > 0 {
-		c.Del(ctx, keys...)
+		flush()
 	}
 }
 
-// EachRedis runs fn as a parallel subtest on miniredis and on the real Redis.
+// EachRedis runs fn as a parallel subtest on miniredis, on the real Redis
+// and on the local Redis Cluster (see Cluster).
 func EachRedis(t *testing.T, fn func(t *testing.T, r Redis)) {
 	t.Helper()
 	t.Run("miniredis", func(t *testing.T) {
@@ -115,6 +143,10 @@ func EachRedis(t *testing.T, fn func(t *testing.T, r Redis)) {
 	t.Run("redis", func(t *testing.T) {
 		t.Parallel()
 		fn(t, RealRedis(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		fn(t, Cluster(t))
 	})
 }
 

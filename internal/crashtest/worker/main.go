@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -153,17 +154,23 @@ func run() error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
-	opts, err := redis.ParseURL(*url)
-	if err != nil {
-		return fmt.Errorf("redis URL %s: %w", redact.URL(*url), redact.Error(err, *url))
+	var rdb redis.UniversalClient
+	if addrs, ok := strings.CutPrefix(*url, "cluster:"); ok {
+		// A Redis Cluster: "cluster:host:port,host:port".
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), ClientName: *procID, DialTimeout: time.Second})
+	} else {
+		opts, err := redis.ParseURL(*url)
+		if err != nil {
+			return fmt.Errorf("redis URL %s: %w", redact.URL(*url), redact.Error(err, *url))
+		}
+		if *procID != "" {
+			opts.ClientName = *procID
+		}
+		// Fail fast while Redis is down, so the runner's own retries are what
+		// the Redis tests exercise.
+		opts.DialTimeout = time.Second
+		rdb = redis.NewClient(opts)
 	}
-	if *procID != "" {
-		opts.ClientName = *procID
-	}
-	// Fail fast while Redis is down, so the runner's own retries are what
-	// the Redis tests exercise.
-	opts.DialTimeout = time.Second
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
 	k := keys{p: "{" + *ns + "}:crashtest:"}
