@@ -26,15 +26,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -143,7 +140,7 @@ func runChild() error {
 	schema, ns := os.Getenv("EXACTLYONCE_SCHEMA"), os.Getenv("EXACTLYONCE_NS")
 	// Reaping a killed worker's jobs is logged as a warning: expected here.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	pool, err := connect(ctx, os.Getenv("EXACTLYONCE_DB"), schema)
+	pool, err := exampleutil.ConnectSchema(ctx, os.Getenv("EXACTLYONCE_DB"), schema)
 	if err != nil {
 		return err
 	}
@@ -185,7 +182,7 @@ func run(ctx context.Context) error {
 	}
 	schema := "exactlyonce_" + queue.NewID()[:8]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool, err := connect(ctx, dbURL, schema)
+	pool, err := exampleutil.ConnectSchema(ctx, dbURL, schema)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL at %s (set DATABASE_URL): %w", redact.URL(dbURL), redact.Error(err, dbURL))
 	}
@@ -210,7 +207,7 @@ func run(ctx context.Context) error {
 		redisURL = "redis://" + rdb.(*redis.Client).Options().Addr
 	}
 	ns := "exactlyonce-" + queue.NewID()[:8]
-	defer cleanup(rdb, ns)
+	defer exampleutil.DeleteNamespace(rdb, ns)
 	fmt.Printf("exactlyonce on PostgreSQL schema %s and %s\n", schema, where)
 
 	client, err := queue.NewClient(rdb, queue.Config{Namespace: ns, Logger: log})
@@ -249,20 +246,20 @@ func run(ctx context.Context) error {
 	env := append(os.Environ(), "EXACTLYONCE_DB="+dbURL, "EXACTLYONCE_SCHEMA="+schema,
 		"EXACTLYONCE_REDIS="+redisURL, "EXACTLYONCE_NS="+ns)
 	for n := 1; n <= 2; n++ {
-		w, err := startChild(n, env)
+		w, err := exampleutil.StartChild(n, env)
 		if err != nil {
 			return err
 		}
 		time.Sleep(700 * time.Millisecond)
-		_ = w.cmd.Process.Kill()
-		<-w.exited
+		_ = w.Cmd.Process.Kill()
+		<-w.Exited
 		fmt.Printf(">>> kill -9 worker %d\n%s", n, progress())
 		if c, err := pg.LoadCursor(ctx, pool, schema, jobs["interest-tx"]); err == nil {
 			fmt.Printf("  interest-tx: committed cursor in PostgreSQL at %s (%d batches)\n", c.Cursor, c.Items)
 		}
 		fmt.Println()
 	}
-	w, err := startChild(3, env)
+	w, err := exampleutil.StartChild(3, env)
 	if err != nil {
 		return err
 	}
@@ -278,13 +275,13 @@ func run(ctx context.Context) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			_ = w.cmd.Process.Kill()
+			_ = w.Cmd.Process.Kill()
 			return fmt.Errorf("jobs not done after 60s:%s", progress())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	<-w.exited
+	_ = w.Cmd.Process.Signal(syscall.SIGTERM)
+	<-w.Exited
 
 	fmt.Printf("\ncheck: accounts credited once / more than once / never, of %d\n", accounts)
 	var txOK bool
@@ -305,65 +302,3 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// child is a worker child process.
-type child struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// startChild re-executes this program as worker n and waits until it is up.
-func startChild(n int, env []string) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-child")
-	cmd.Env = env
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &child{cmd: cmd, exited: make(chan struct{})}
-	up := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		first := true
-		for sc.Scan() {
-			fmt.Printf("  worker %d | %s\n", n, sc.Text())
-			if first {
-				close(up)
-				first = false
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		if first {
-			close(up)
-		}
-		close(c.exited)
-	}()
-	<-up
-	return c, nil
-}
-
-// connect returns a pool whose connections use schema.
-func connect(ctx context.Context, url, schema string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	return pgxpool.NewWithConfig(ctx, cfg)
-}
-
-func cleanup(rdb redis.UniversalClient, ns string) {
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, "{"+ns+"}:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
-}

@@ -22,19 +22,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"sync"
 	"syscall"
@@ -169,7 +166,7 @@ func runChild() error {
 	defer stop()
 	schema, ns, service := os.Getenv("PAYMENTS_SCHEMA"), os.Getenv("PAYMENTS_NS"), os.Getenv("PAYMENTS_SERVICE")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool, err := connect(ctx, os.Getenv("PAYMENTS_DB"), schema)
+	pool, err := exampleutil.ConnectSchema(ctx, os.Getenv("PAYMENTS_DB"), schema)
 	if err != nil {
 		return err
 	}
@@ -276,7 +273,7 @@ func run(ctx context.Context) error {
 	}
 	schema := "payments_" + queue.NewID()[:8]
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool, err := connect(ctx, dbURL, schema)
+	pool, err := exampleutil.ConnectSchema(ctx, dbURL, schema)
 	if err != nil {
 		return err
 	}
@@ -300,7 +297,7 @@ func run(ctx context.Context) error {
 		redisURL = "redis://" + rdb.(*redis.Client).Options().Addr
 	}
 	ns := "payments-" + queue.NewID()[:8]
-	defer cleanup(rdb, ns)
+	defer exampleutil.DeleteNamespace(rdb, ns)
 
 	svc := &service{charges: map[string]string{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -327,21 +324,21 @@ func run(ctx context.Context) error {
 		"PAYMENTS_NS="+ns, "PAYMENTS_SERVICE=http://"+ln.Addr().String())
 
 	// Worker 1 dies when the charge reaches the payment service.
-	w1, err := startChild(1, env)
+	w1, err := exampleutil.StartChild(1, env)
 	if err != nil {
 		return err
 	}
 	svc.mu.Lock()
 	svc.onCharge = func() {
 		fmt.Println("\n>>> kill -9 worker 1 now: the card is charged, the charge step has not committed")
-		_ = w1.cmd.Process.Kill()
-		<-w1.exited
+		_ = w1.Cmd.Process.Kill()
+		<-w1.Exited
 	}
 	svc.mu.Unlock()
 	select {
-	case <-w1.exited:
+	case <-w1.Exited:
 	case <-time.After(30 * time.Second):
-		_ = w1.cmd.Process.Kill()
+		_ = w1.Cmd.Process.Kill()
 		return errors.New("worker 1 never reached the charge")
 	}
 	st, err := checkout.Load(ctx, id)
@@ -352,7 +349,7 @@ func run(ctx context.Context) error {
 
 	// Worker 2 takes the job back (once worker 1's heartbeat is stale)
 	// and resumes at the recovery point.
-	w2, err := startChild(2, env)
+	w2, err := exampleutil.StartChild(2, env)
 	if err != nil {
 		return err
 	}
@@ -373,8 +370,8 @@ func run(ctx context.Context) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	_ = w2.cmd.Process.Signal(syscall.SIGTERM)
-	<-w2.exited
+	_ = w2.Cmd.Process.Signal(syscall.SIGTERM)
+	<-w2.Exited
 
 	again, err := checkout.Start(ctx, "order-1001", args)
 	if err != nil {
@@ -398,65 +395,3 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-// child is a worker child process.
-type child struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// startChild re-executes this program as worker n and waits until it is up.
-func startChild(n int, env []string) (*child, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-child")
-	cmd.Env = env
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &child{cmd: cmd, exited: make(chan struct{})}
-	up := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		first := true
-		for sc.Scan() {
-			fmt.Printf("  worker %d | %s\n", n, sc.Text())
-			if first {
-				close(up)
-				first = false
-			}
-		}
-		_, _ = io.Copy(io.Discard, out)
-		_ = cmd.Wait()
-		if first {
-			close(up)
-		}
-		close(c.exited)
-	}()
-	<-up
-	return c, nil
-}
-
-// connect returns a pool whose connections use schema.
-func connect(ctx context.Context, url, schema string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, err
-	}
-	cfg.ConnConfig.RuntimeParams["search_path"] = schema
-	return pgxpool.NewWithConfig(ctx, cfg)
-}
-
-func cleanup(rdb redis.UniversalClient, ns string) {
-	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, "{"+ns+"}:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
-	}
-}
