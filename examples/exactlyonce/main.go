@@ -301,4 +301,3 @@ func run(ctx context.Context) error {
 	}
 	return nil
 }
-

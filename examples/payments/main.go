@@ -394,4 +394,3 @@ func run(ctx context.Context) error {
 	}
 	return nil
 }
-
