@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,21 @@ func (c *Client) Subscribe(ctx context.Context, opts *SubscribeOpts) (*Subscript
 	s.wg.Add(1)
 	go s.loop(from, skip)
 	return s, nil
+}
+
+// EventsPosition returns a position in the namespace's events stream that
+// stands for "after every event written so far", for SubscribeOpts.After.
+// A page or cache that shows state and then follows events takes the
+// position first, reads the state, then subscribes after the position: an
+// event that lands between the read and Subscribe is delivered, not lost.
+func (c *Client) EventsPosition(ctx context.Context) (string, error) {
+	id, err := c.db.LastEventID(ctx)
+	if err != nil {
+		return "", fmt.Errorf("queue: events position: %w", err)
+	}
+	// An index past any batch's last event: none of that batch is
+	// delivered again.
+	return id + "/" + strconv.Itoa(math.MaxInt32), nil
 }
 
 // start returns the stream id to read after, and how many events of the

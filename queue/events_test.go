@@ -73,6 +73,40 @@ func TestSubscriptionResumesAfterAnEventID(t *testing.T) {
 	})
 }
 
+// A subscription after EventsPosition gets exactly the events written after
+// the position was taken, even those written before Subscribe; on an empty
+// stream too.
+func TestSubscriptionAfterEventsPosition(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		c, err := queue.NewClient(r.Client, queue.Config{Namespace: r.Namespace, Logger: quiet, PublishEvents: true})
+		require.NoError(t, err)
+
+		empty, err := c.EventsPosition(ctx)
+		require.NoError(t, err)
+		before, err := c.EnqueueMany(ctx, []queue.Params{{Kind: "a"}, {Kind: "b"}})
+		require.NoError(t, err)
+		pos, err := c.EventsPosition(ctx)
+		require.NoError(t, err)
+		// Written after the position, before anyone subscribes.
+		between, err := c.Enqueue(ctx, "c", nil, nil)
+		require.NoError(t, err)
+
+		sub, err := c.Subscribe(ctx, &queue.SubscribeOpts{After: pos})
+		require.NoError(t, err)
+		defer sub.Close()
+		require.Equal(t, between.Job.ID, next(t, sub).JobID, "the event between the position and Subscribe, and none before it")
+
+		fromEmpty, err := c.Subscribe(ctx, &queue.SubscribeOpts{After: empty})
+		require.NoError(t, err)
+		defer fromEmpty.Close()
+		for _, want := range []string{before[0].Job.ID, before[1].Job.ID, between.Job.ID} {
+			require.Equal(t, want, next(t, fromEmpty).JobID)
+		}
+	})
+}
+
 // A subscription to one job delivers only its events and ends after its
 // final one.
 func TestSubscriptionToOneJobEndsWithIt(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,10 +95,13 @@ func (w *walk) completed(id string) bool {
 }
 
 type fixture struct {
-	client *queue.Client
-	job    *walk
-	url    string // the dashboard's root, mounted under /admin/jobs
-	token  string // the app's secret for Auth
+	// beforeEvents, if set, runs when a page connects to /events, before
+	// the dashboard handles the connection.
+	beforeEvents atomic.Pointer[func()]
+	client       *queue.Client
+	job          *walk
+	url          string // the dashboard's root, mounted under /admin/jobs
+	token        string // the app's secret for Auth
 }
 
 func start(t *testing.T, r testutil.Redis, opts web.Options) *fixture {
@@ -134,7 +138,12 @@ func start(t *testing.T, r testutil.Redis, opts web.Options) *fixture {
 	dash, err := web.New(client, opts)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/admin/jobs/", http.StripPrefix("/admin/jobs", dash))
+	mux.Handle("/admin/jobs/", http.StripPrefix("/admin/jobs", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fn := f.beforeEvents.Load(); fn != nil && r.URL.Path == "/events" {
+			(*fn)()
+		}
+		dash.ServeHTTP(w, r)
+	})))
 	mux.HandleFunc("/login", func(w http.ResponseWriter, r *http.Request) { // the app's sign-in
 		http.SetCookie(w, &http.Cookie{Name: "app_session", Value: f.token, Path: "/"})
 		http.Redirect(w, r, "/admin/jobs/", http.StatusSeeOther)
@@ -233,6 +242,36 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	tab.RequireNoErrors()
 	other.RequireNoErrors()
+}
+
+// A job deleted after a page read its list but before the page connected to
+// the events stream still leaves the page: the page follows events from a
+// position taken before it read.
+func TestDashboardPageMissesNoEventBeforeItConnects(t *testing.T) {
+	r := testutil.RealRedis(t)
+	b := browsertest.New(t)
+	f := start(t, r, web.Options{})
+	tab := f.login(t, b)
+	doomed := f.enqueue(t, walkArgs{Rows: 10}, &queue.EnqueueOpts{In: time.Hour})
+	var once sync.Once
+	deleted := make(chan struct{})
+	hook := func() {
+		once.Do(func() {
+			defer close(deleted)
+			if err := f.client.Delete(context.Background(), queue.SetScheduled, doomed); err != nil {
+				t.Errorf("delete: %v", err)
+			}
+		})
+	}
+	f.beforeEvents.Store(&hook)
+	tab.Do(chromedp.Navigate(f.url + "/sets/scheduled"))
+	select {
+	case <-deleted:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the page never connected to /events")
+	}
+	tab.WaitJS(10*time.Second, `!document.querySelector('tr[data-jid="`+doomed+`"]')`, "the row of the job deleted before the page connected to leave the page")
+	tab.RequireNoErrors()
 }
 
 // Without the app's authentication every route answers 401; a change

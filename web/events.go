@@ -12,9 +12,11 @@ import (
 )
 
 // events streams the namespace's events to the pages as Server-Sent
-// Events. A browser that reconnects sends the id of the last event it
-// handled (Last-Event-ID) and misses nothing the stream still keeps; if the
-// stream no longer has that event, the page is told to reload.
+// Events. A page connects with ?after= the events position taken before it
+// read its data; a browser that reconnects sends the id of the last event it
+// handled (Last-Event-ID), which wins. Either way the page misses nothing the
+// stream still keeps; if the stream no longer has that event, the page is
+// told to reload.
 func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
@@ -23,6 +25,9 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("after")
+	}
 	sub, err := d.client.Subscribe(ctx, &queue.SubscribeOpts{After: last})
 	reload := false
 	if errors.Is(err, queue.ErrEventsTrimmed) || errors.Is(err, queue.ErrInvalidEventID) {

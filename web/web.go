@@ -103,12 +103,12 @@ func New(client *queue.Client, opts Options) (*Dashboard, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", cacheForever(http.FileServerFS(assets))))
-	mux.HandleFunc("GET /{$}", d.overview)
-	mux.HandleFunc("GET /busy", d.busy)
-	mux.HandleFunc("GET /queues", d.queues)
-	mux.HandleFunc("GET /queues/{queue}", d.queue)
-	mux.HandleFunc("GET /sets/{set}", d.set)
-	mux.HandleFunc("GET /jobs/{id}", d.job)
+	mux.HandleFunc("GET /{$}", d.live(d.overview))
+	mux.HandleFunc("GET /busy", d.live(d.busy))
+	mux.HandleFunc("GET /queues", d.live(d.queues))
+	mux.HandleFunc("GET /queues/{queue}", d.live(d.queue))
+	mux.HandleFunc("GET /sets/{set}", d.live(d.set))
+	mux.HandleFunc("GET /jobs/{id}", d.live(d.job))
 	mux.HandleFunc("GET /events", d.events)
 	mux.HandleFunc("POST /jobs/{id}/cancel", d.change(d.cancel))
 	mux.HandleFunc("POST /queues/{queue}/pause", d.change(d.pause))
@@ -132,6 +132,25 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "same-origin")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'")
 	d.mux.ServeHTTP(w, r)
+}
+
+// afterKey keys a page request's events position in its context.
+type afterKey struct{}
+
+// live wraps a page that follows events: it takes the events position
+// before the page reads anything, so that an event landing between the
+// page's reads and its connection to /events is still delivered to it.
+func (d *Dashboard) live(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		pos, err := d.client.EventsPosition(r.Context())
+		if err != nil {
+			// The page still works; it follows events from when it connects.
+			d.log.WarnContext(r.Context(), "web: events position", slog.Any("error", err))
+		} else {
+			r = r.WithContext(context.WithValue(r.Context(), afterKey{}, pos))
+		}
+		h(w, r)
+	}
 }
 
 func cacheForever(h http.Handler) http.Handler {
@@ -205,13 +224,17 @@ func root(r *http.Request) string {
 // page is what every template gets.
 type page struct {
 	Title, Name, Root, CSRF string
-	ReadOnly                bool
+	// After is the events position taken before the page read its data:
+	// the page follows events from there (see live).
+	After    string
+	ReadOnly bool
 	Now                     time.Time
 	Data                    any
 }
 
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
-	p := page{Title: title, Name: name, Root: root(r), CSRF: d.token(w, r), ReadOnly: d.opts.ReadOnly, Now: time.Now(), Data: data}
+	after, _ := r.Context().Value(afterKey{}).(string)
+	p := page{Title: title, Name: name, Root: root(r), CSRF: d.token(w, r), After: after, ReadOnly: d.opts.ReadOnly, Now: time.Now(), Data: data}
 	var b strings.Builder
 	if err := d.tpl[name].Execute(&b, struct {
 		page

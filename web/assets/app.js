@@ -117,7 +117,10 @@
 
   if (!window.EventSource) return;
   const live = document.getElementById("live");
-  const es = new EventSource(root + "/events");
+  // Follow events from the position taken before the page read its data,
+  // so that nothing that happened in between is missed.
+  const after = body.dataset.after;
+  const es = new EventSource(root + "/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
   es.onopen = () => live.classList.add("on");
   es.onerror = () => live.classList.remove("on");
   es.addEventListener("job", (e) => {
