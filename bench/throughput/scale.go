@@ -110,7 +110,7 @@ func summary(cases []scaleCase, results [][]measure, n int) {
 	base := median(rates(results[0]))
 	fmt.Printf("\nmedians over the rounds; ratio against %q measured in this run; CPU (user+sys) in seconds per 10,000 jobs,\n"+
 		"with its share of the wall time in brackets (100%% = one core busy the whole time)\n", cases[0].name)
-	fmt.Printf("  %-22s %-24s %6s  %-52s %s\n", "case", "jobs/s (range)", "ratio", "Redis CPU per server", "runners' CPU")
+	fmt.Printf("  %-22s %-22s %6s  %-55s %s\n", "case", "jobs/s (range)", "ratio", "Redis CPU per server (port)", "runners' CPU")
 	whole := false
 	for i, c := range cases {
 		ms := results[i]
@@ -120,14 +120,14 @@ func summary(cases []scaleCase, results [][]measure, n int) {
 		for _, addr := range slices.Sorted(maps.Keys(ms[0].redisCPU)) {
 			cpu := median(collect(ms, func(m measure) float64 { return m.redisCPU[addr] }))
 			busy := median(collect(ms, func(m measure) float64 { return m.redisCPU[addr] / m.wall.Seconds() }))
-			servers = append(servers, fmt.Sprintf("%s %.2f (%.0f%%)", addr[strings.LastIndex(addr, ":")+1:], per10k(cpu), 100*busy))
+			servers = append(servers, fmt.Sprintf("%s %.3f (%.0f%%)", addr[strings.LastIndex(addr, ":")+1:], per10k(cpu), 100*busy))
 		}
 		cpu := median(collect(ms, func(m measure) float64 { return m.runnersCPU }))
 		cores := median(collect(ms, func(m measure) float64 { return m.runnersCPU / m.wall.Seconds() }))
 		for _, m := range ms {
 			whole = whole || m.whole
 		}
-		fmt.Printf("  %-22s %-24s %5.2fx  %-52s %.2f (%.2f cores)\n", c.name,
+		fmt.Printf("  %-22s %-22s %5.2fx  %-55s %.3f (%.2f cores)\n", c.name,
 			fmt.Sprintf("%.0f (%.0f–%.0f)", m, slices.Min(rs), slices.Max(rs)), m/base,
 			strings.Join(servers, " / "), per10k(cpu), cores)
 	}
