@@ -5,9 +5,12 @@
 //
 //	go run ./bench/throughput                # Redis at REDIS_URL or 127.0.0.1:6379
 //	go run ./bench/throughput -n 200000 -c 10
+//	go run ./bench/throughput -procs 1,2,4   # scale mode: runner processes on one Redis
 //	go run ./bench/throughput -cluster 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002
 //
-// With -cluster it measures scaling out instead (see scale).
+// With -procs or -cluster it measures scaling out instead: 1, 2, 4 runner
+// processes (each an OS process of its own) on one Redis and, with
+// -cluster, on a Redis Cluster (see scale.go).
 //
 // Figures to compare against, measured on the project's 2-core machines with
 // Redis on the same host, no-op jobs at concurrency 10: asynq ≈ 9,000/s,
@@ -23,6 +26,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,6 +97,15 @@ func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 }
 
 func main() {
+	// A runner process of the scale mode (see child.go); its flags are not
+	// the user's, so they stay out of -h.
+	if len(os.Args) > 1 && os.Args[1] == "-child" {
+		if err := child(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "throughput -child:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	n := flag.Int("n", 100_000, "jobs to run")
 	conc := flag.Int("c", 10, "runner concurrency")
 	batch := flag.Int("batch", 1000, "jobs per EnqueueMany call")
@@ -100,17 +113,31 @@ func main() {
 	ahead := flag.Int("ahead", 0, "runner FetchAhead (0 = the default, Concurrency)")
 	events := flag.Bool("events", false, "also measure with lifecycle events on: runs off and on alternately (-rounds times) and prints the ratio")
 	evMax := flag.Int64("events-max", 0, "events the stream keeps (0 = queue.EventsMaxDefault)")
-	rounds := flag.Int("rounds", 3, "with -events: rounds of off and on")
+	rounds := flag.Int("rounds", 3, "with -events: rounds of off and on; in scale mode: rounds of all cases")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the processing phase to this file")
 	// The default is not given to flag, which would print it (password
 	// and all) in -h.
 	url := flag.String("redis", "", "Redis URL (default: $REDIS_URL, else redis://127.0.0.1:6379/0)")
-	clusterAddrs := flag.String("cluster", "", "scale mode: a Redis Cluster's seed addresses (host:port,...; .ci/cluster-up starts 127.0.0.1:7000-7002); measures one Redis against the cluster, and 1, 2 and 4 runners")
+	clusterAddrs := flag.String("cluster", "", "scale mode: a Redis Cluster's seed addresses (host:port,...; .ci/cluster-up starts 127.0.0.1:7000-7002); measures runner processes on one Redis and on the cluster")
+	procsList := flag.String("procs", "", "scale mode: numbers of runner processes to compare, e.g. 1,2,4 (the default with -cluster); without -cluster, on one Redis only")
 	nqueues := flag.Int("queues", 6, "scale mode: queues the jobs are spread over")
 	flag.Parse()
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
-	if *clusterAddrs != "" {
-		if err := scale(*url, strings.Split(*clusterAddrs, ","), *n, *conc, *nqueues, *rounds); err != nil {
+	if *clusterAddrs != "" || *procsList != "" {
+		var addrs []string
+		if *clusterAddrs != "" {
+			addrs = strings.Split(*clusterAddrs, ",")
+		}
+		var procs []int
+		for _, f := range strings.Split(cmp.Or(*procsList, "1,2,4"), ",") {
+			p, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || p < 1 {
+				fmt.Fprintf(os.Stderr, "throughput: -procs %q: want positive numbers separated by commas\n", *procsList)
+				os.Exit(2)
+			}
+			procs = append(procs, p)
+		}
+		if err := scale(*url, addrs, procs, *n, *conc, *nqueues, *rounds); err != nil {
 			fmt.Fprintln(os.Stderr, "throughput:", err)
 			os.Exit(1)
 		}

@@ -2,162 +2,421 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/iterjob/iterjob/internal/exampleutil"
+	"github.com/iterjob/iterjob/internal/rdb"
 	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/internal/testutil"
 	"github.com/iterjob/iterjob/queue"
-	"github.com/iterjob/iterjob/runner"
 )
 
-// scale is the -cluster mode: the same work (n no-op jobs spread over
-// nqueues queues) on one Redis and on the cluster, then on one Redis with
-// 1, 2 and 4 runners, alternating so every figure sees the same machine.
-// Each runner is a Runner of its own (its own process id, fetch loops,
-// heartbeats and connection pool) in this one OS process.
-func scale(url string, addrs []string, n, conc, nqueues, rounds int) error {
-	ctx := context.Background()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		return fmt.Errorf("redis URL %s: %w", redact.URL(url), redact.Error(err, url))
+// The scale mode (-cluster, -procs) runs the same work (n no-op jobs spread
+// over several queues) with 1, 2, 4, ... runner processes on one Redis and,
+// with -cluster, on a Redis Cluster. Each runner is an OS process of its own
+// (this program re-executed with -child: see child.go).
+//
+// One measurement: the parent enqueues every job, starts the processes and
+// waits until each has built its Runner and said "ready", then tells them
+// "go" and times from there until the namespace's processed counter
+// (queue.Client.Stats: acked jobs) reaches n. It polls that counter every
+// pollInterval, which costs Redis a few commands per poll, not per job (the
+// counter is kept by the ack script anyway), and it measures the time to the
+// last ack, which counting Perform calls in the processes would not. Then it
+// closes their standard input, they stop gracefully and report their job
+// count and CPU.
+//
+// The cases alternate within each round, so that every case sees the same
+// machine, and the summary takes medians over the rounds.
+
+const pollInterval = 5 * time.Millisecond
+
+type scaleCase struct {
+	name  string
+	addrs []string // nil: the one Redis
+	procs int
+}
+
+// measure is one measurement.
+type measure struct {
+	rate     float64
+	wall     time.Duration
+	redisCPU map[string]float64 // server address → CPU seconds (user+sys) during the timed work
+	// runnersCPU is the runner processes' CPU seconds (user+sys) from "go"
+	// to the stop request; over their whole lives when whole is set
+	// (no getrusage on this system).
+	runnersCPU float64
+	whole      bool
+	split      string // queues per server, on a cluster
+}
+
+func scale(url string, addrs []string, procs []int, n, conc, nqueues, rounds int) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cases []scaleCase
+	for _, p := range procs {
+		cases = append(cases, scaleCase{"one Redis, " + processes(p), nil, p})
+		if addrs != nil {
+			cases = append(cases, scaleCase{"cluster, " + processes(p), addrs, p})
+		}
 	}
-	single := func() redis.UniversalClient {
-		o := *opts
-		o.PoolSize = 16 * conc
-		return redis.NewClient(&o)
+	target := "one Redis " + redact.URL(url)
+	if addrs != nil {
+		target += ", cluster " + strings.Join(addrs, ",")
 	}
-	cluster := func() redis.UniversalClient {
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, PoolSize: 16 * conc})
-	}
-	fmt.Printf("iterjob scale: %d no-op jobs over %d queues, concurrency %d per runner; one Redis %s, cluster %s\n",
-		n, nqueues, conc, redact.URL(url), strings.Join(addrs, ","))
-	type cfg struct {
-		name    string
-		client  func() redis.UniversalClient
-		runners int
-	}
-	cases := []cfg{
-		{"one Redis, 1 runner", single, 1},
-		{"cluster, 1 runner", cluster, 1},
-		{"one Redis, 2 runners", single, 2},
-		{"one Redis, 4 runners", single, 4},
-		{"cluster, 4 runners", cluster, 4},
-	}
-	rates := make([][]float64, len(cases))
+	fmt.Printf("iterjob scale: %d no-op jobs over %d queues, concurrency %d per runner process; %s; %d rounds%s\n",
+		n, nqueues, conc, target, rounds, loadavg())
+	results := make([][]measure, len(cases))
 	for round := range rounds {
 		for i, c := range cases {
-			rate, cpu, err := scaleRun(ctx, c.client(), n, conc, nqueues, c.runners)
+			m, err := scaleRun(ctx, url, c, n, conc, nqueues)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			rates[i] = append(rates[i], rate)
-			fmt.Printf("round %d  %-22s %8.0f jobs/s   Redis CPU by server: %s\n", round+1, c.name, rate, cpu)
+			results[i] = append(results[i], m)
+			var cpu []string
+			for _, addr := range slices.Sorted(maps.Keys(m.redisCPU)) {
+				cpu = append(cpu, fmt.Sprintf("%s %.2fs (%.0f%%)", addr, m.redisCPU[addr], 100*m.redisCPU[addr]/m.wall.Seconds()))
+			}
+			split := ""
+			if m.split != "" {
+				split = "; queues per shard " + m.split
+			}
+			fmt.Printf("round %d  %-22s %8.0f jobs/s  %6.2fs  Redis CPU: %s; runners' CPU %.2fs (%.2f cores)%s%s\n",
+				round+1, c.name, m.rate, m.wall.Seconds(), strings.Join(cpu, ", "),
+				m.runnersCPU, m.runnersCPU/m.wall.Seconds(), split, loadavg())
 		}
 	}
-	base := median(rates[0])
-	fmt.Println("medians, and ratio to one Redis with 1 runner (measured in this run):")
-	for i, c := range cases {
-		m := median(rates[i])
-		fmt.Printf("  %-22s %8.0f jobs/s  %.2fx\n", c.name, m, m/base)
-	}
+	summary(cases, results, n)
 	return nil
 }
 
-// scaleRun runs one measurement; it returns jobs/s and each server's CPU
-// seconds (user+sys) spent during processing.
-func scaleRun(ctx context.Context, c redis.UniversalClient, n, conc, nqueues, nrunners int) (float64, string, error) {
+func summary(cases []scaleCase, results [][]measure, n int) {
+	per10k := func(sec float64) float64 { return sec / float64(n) * 10_000 }
+	base := median(rates(results[0]))
+	fmt.Printf("\nmedians over the rounds; ratio against %q measured in this run; CPU (user+sys) in seconds per 10,000 jobs,\n"+
+		"with its share of the wall time in brackets (100%% = one core busy the whole time)\n", cases[0].name)
+	fmt.Printf("  %-22s %-22s %6s  %-55s %s\n", "case", "jobs/s (range)", "ratio", "Redis CPU per server (port)", "runners' CPU")
+	whole := false
+	for i, c := range cases {
+		ms := results[i]
+		rs := rates(ms)
+		m := median(rs)
+		var servers []string
+		for _, addr := range slices.Sorted(maps.Keys(ms[0].redisCPU)) {
+			cpu := median(collect(ms, func(m measure) float64 { return m.redisCPU[addr] }))
+			busy := median(collect(ms, func(m measure) float64 { return m.redisCPU[addr] / m.wall.Seconds() }))
+			servers = append(servers, fmt.Sprintf("%s %.3f (%.0f%%)", addr[strings.LastIndex(addr, ":")+1:], per10k(cpu), 100*busy))
+		}
+		cpu := median(collect(ms, func(m measure) float64 { return m.runnersCPU }))
+		cores := median(collect(ms, func(m measure) float64 { return m.runnersCPU / m.wall.Seconds() }))
+		for _, m := range ms {
+			whole = whole || m.whole
+		}
+		fmt.Printf("  %-22s %-22s %5.2fx  %-55s %.3f (%.2f cores)\n", c.name,
+			fmt.Sprintf("%.0f (%.0f–%.0f)", m, slices.Min(rs), slices.Max(rs)), m/base,
+			strings.Join(servers, " / "), per10k(cpu), cores)
+	}
+	if whole {
+		fmt.Println("  (runners' CPU covers the processes' whole lives, start-up included: no getrusage here)")
+	}
+}
+
+func processes(p int) string {
+	if p == 1 {
+		return "1 process"
+	}
+	return strconv.Itoa(p) + " processes"
+}
+
+func rates(ms []measure) []float64 { return collect(ms, func(m measure) float64 { return m.rate }) }
+
+func collect(ms []measure, f func(measure) float64) []float64 {
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		out[i] = f(m)
+	}
+	return out
+}
+
+// loadavg returns "; load average a b c" on systems with /proc/loadavg.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if err != nil || len(f) < 3 {
+		return ""
+	}
+	return "; load average " + strings.Join(f[:3], " ")
+}
+
+// scaleRun runs one measurement in a namespace of its own.
+func scaleRun(ctx context.Context, url string, sc scaleCase, n, conc, nqueues int) (measure, error) {
+	var m measure
+	c, err := connect(url, sc.addrs, 4)
+	if err != nil {
+		return m, err
+	}
 	defer c.Close()
 	if err := c.Ping(ctx).Err(); err != nil {
-		return 0, "", err
+		return m, fmt.Errorf("redis: %w", redact.Error(err, url))
 	}
 	ns := "bench-" + queue.NewID()[:8]
 	defer testutil.DeleteNamespace(context.Background(), c, ns)
+	queues, split, err := pickQueues(ctx, c, ns, nqueues)
+	if err != nil {
+		return m, err
+	}
+	m.split = split
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	client, err := queue.NewClient(c, queue.Config{Namespace: ns, Logger: logger})
 	if err != nil {
-		return 0, "", err
-	}
-	var qs []queue.QueueWeight
-	for i := range nqueues {
-		qs = append(qs, queue.QueueWeight{Name: "q" + strconv.Itoa(i), Weight: 1})
+		return m, err
 	}
 	const batch = 1000
 	params := make([]queue.Params, 0, batch)
 	for left, i := n, 0; left > 0; i++ {
 		params = params[:0]
-		opts := &queue.EnqueueOpts{Queue: qs[i%nqueues].Name}
+		opts := &queue.EnqueueOpts{Queue: queues[i%len(queues)]}
 		for range min(batch, left) {
 			params = append(params, queue.Params{Kind: "noop", Args: struct{}{}, Opts: opts})
 		}
 		if _, err := client.EnqueueMany(ctx, params); err != nil {
-			return 0, "", err
+			return m, err
 		}
 		left -= len(params)
 	}
-	var done atomic.Int64
-	job := &counted{done: &done}
-	var runners []*runner.Runner
-	for range nrunners {
-		reg := runner.NewRegistry()
-		runner.Register(reg, "noop", job, nil)
-		r, err := runner.New(runner.Config{Redis: c, Registry: reg, Namespace: ns, Logger: logger, Concurrency: conc, Queues: qs})
-		if err != nil {
-			return 0, "", err
-		}
-		runners = append(runners, r)
+
+	ps, err := startProcs(url, sc.addrs, ns, queues, conc, sc.procs)
+	if err != nil {
+		return m, err
 	}
+	defer ps.stop()
 	cpu0, err := serverCPU(ctx, c)
 	if err != nil {
-		return 0, "", err
+		return m, err
 	}
 	t0 := time.Now()
-	for _, r := range runners {
-		if err := r.Start(ctx); err != nil {
-			return 0, "", err
+	if err := ps.start(); err != nil {
+		return m, err
+	}
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		_, total, err := client.Stats(ctx, 0)
+		if err != nil {
+			return m, err
+		}
+		if total.Processed >= int64(n) {
+			break
+		}
+		if err := ps.exited(); err != nil {
+			return m, err
+		}
+		select {
+		case <-ctx.Done():
+			return m, ctx.Err()
+		case <-tick.C:
 		}
 	}
-	for done.Load() < int64(n) {
-		time.Sleep(time.Millisecond)
-	}
-	work := time.Since(t0)
+	m.wall = time.Since(t0)
+	m.rate = float64(n) / m.wall.Seconds()
 	cpu1, err := serverCPU(ctx, c)
 	if err != nil {
-		return 0, "", err
+		return m, err
 	}
-	for _, r := range runners {
-		stopCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := r.Stop(stopCtx)
-		cancel()
-		if err != nil {
-			return 0, "", err
-		}
-	}
-	var parts []string
+	m.redisCPU = map[string]float64{}
 	for addr, v := range cpu1 {
-		parts = append(parts, fmt.Sprintf("%s %.2fs", addr, v-cpu0[addr]))
+		m.redisCPU[addr] = v - cpu0[addr]
 	}
-	sortStrings(parts)
-	return float64(n) / work.Seconds(), strings.Join(parts, ", "), nil
+	performed, err := ps.stop()
+	if err != nil {
+		return m, err
+	}
+	if performed < int64(n) {
+		return m, fmt.Errorf("the runner processes performed %d jobs, want %d", performed, n)
+	}
+	m.runnersCPU, m.whole = ps.cpu, ps.whole
+	return m, nil
 }
 
-type counted struct{ done *atomic.Int64 }
+// pickQueues names nqueues queues of namespace ns. On a cluster it picks
+// names whose hash tags spread evenly over the primaries (a random
+// namespace's q0..q5 would leave a shard without queues in about one run
+// in four), and describes the split.
+func pickQueues(ctx context.Context, c redis.UniversalClient, ns string, nqueues int) ([]string, string, error) {
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		var names []string
+		for i := range nqueues {
+			names = append(names, "q"+strconv.Itoa(i))
+		}
+		return names, "", nil
+	}
+	var primaries atomic.Int64
+	if err := cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error {
+		primaries.Add(1)
+		return nil
+	}); err != nil {
+		return nil, "", err
+	}
+	per := (nqueues + int(primaries.Load()) - 1) / int(primaries.Load())
+	keys := rdb.NewKeys(ns)
+	held := map[string]int{}
+	var names []string
+	for i := 0; len(names) < nqueues; i++ {
+		if i == 10_000 {
+			return nil, "", errors.New("could not spread the queues over the primaries")
+		}
+		q := "q" + strconv.Itoa(i)
+		node, err := cc.MasterForKey(ctx, keys.Q(q).Jobs())
+		if err != nil {
+			return nil, "", err
+		}
+		if addr := node.Options().Addr; held[addr] < per {
+			held[addr]++
+			names = append(names, q)
+		}
+	}
+	var split []string
+	for _, addr := range slices.Sorted(maps.Keys(held)) {
+		split = append(split, strconv.Itoa(held[addr]))
+	}
+	return names, strings.Join(split, "/"), nil
+}
 
-func (c *counted) Perform(context.Context, struct{}) error {
-	c.done.Add(1)
+// runnerProcs are the runner processes of one measurement.
+type runnerProcs struct {
+	kids  []*exampleutil.Child
+	ready []bool   // the first line was readyLine; set before StartChildWith returns
+	done  []string // the "done ..." line; read after Exited
+	once  sync.Once
+	// Set by stop.
+	performed int64
+	cpu       float64
+	whole     bool
+	err       error
+}
+
+// startProcs starts count runner processes and returns once each is ready.
+func startProcs(url string, addrs []string, ns string, queues []string, conc, count int) (*runnerProcs, error) {
+	args := []string{"-ns", ns, "-queues", strings.Join(queues, ","), "-c", strconv.Itoa(conc)}
+	if addrs != nil {
+		args = append(args, "-cluster", strings.Join(addrs, ","))
+	}
+	env := append(os.Environ(), "REDIS_URL="+url) // not in args, where its password would show
+	ps := &runnerProcs{ready: make([]bool, count), done: make([]string, count)}
+	for i := range count {
+		first := true
+		k, err := exampleutil.StartChildWith(exampleutil.ChildConfig{
+			Args:  args,
+			Env:   env,
+			Stdin: true,
+			Line: func(s string) {
+				switch {
+				case first:
+					ps.ready[i], first = s == readyLine, false
+				case strings.HasPrefix(s, "done "):
+					ps.done[i] = s
+					return
+				}
+				if s != readyLine {
+					fmt.Printf("  runner %d | %s\n", i+1, s)
+				}
+			},
+		})
+		if err != nil {
+			_, _ = ps.stop()
+			return nil, err
+		}
+		ps.kids = append(ps.kids, k)
+		if !ps.ready[i] {
+			_, _ = ps.stop()
+			return nil, fmt.Errorf("runner process %d did not start", i+1)
+		}
+	}
+	return ps, nil
+}
+
+// start tells every process to start its runner.
+func (ps *runnerProcs) start() error {
+	for i, k := range ps.kids {
+		if _, err := fmt.Fprintln(k.Stdin, goLine); err != nil {
+			return fmt.Errorf("runner process %d: %w", i+1, err)
+		}
+	}
 	return nil
+}
+
+// exited returns an error if a process has exited.
+func (ps *runnerProcs) exited() error {
+	for i, k := range ps.kids {
+		select {
+		case <-k.Exited:
+			return fmt.Errorf("runner process %d exited early (%s)", i+1, k.Cmd.ProcessState)
+		default:
+		}
+	}
+	return nil
+}
+
+// stop closes the processes' standard input, so that they stop gracefully,
+// waits for them (killing one that has not exited after 30s) and returns
+// the jobs they performed; it sums their CPU into ps.cpu. Calls after the
+// first return the first's results.
+func (ps *runnerProcs) stop() (int64, error) {
+	ps.once.Do(func() {
+		for _, k := range ps.kids {
+			_ = k.Stdin.Close()
+		}
+		var errs []error
+		for i, k := range ps.kids {
+			select {
+			case <-k.Exited:
+			case <-time.After(30 * time.Second):
+				_ = k.Cmd.Process.Kill()
+				<-k.Exited
+				errs = append(errs, fmt.Errorf("runner process %d did not stop within 30s; killed", i+1))
+			}
+			st := k.Cmd.ProcessState
+			if !st.Success() {
+				errs = append(errs, fmt.Errorf("runner process %d: %s", i+1, st))
+				continue
+			}
+			var performed int64
+			var cpu float64
+			if _, err := fmt.Sscanf(ps.done[i], "done performed=%d cpu=%g", &performed, &cpu); err != nil {
+				errs = append(errs, fmt.Errorf("runner process %d: report %q: %w", i+1, ps.done[i], err))
+				continue
+			}
+			if cpu < 0 {
+				cpu, ps.whole = (st.UserTime() + st.SystemTime()).Seconds(), true
+			}
+			ps.performed += performed
+			ps.cpu += cpu
+		}
+		ps.err = errors.Join(errs...)
+	})
+	return ps.performed, ps.err
 }
 
 // serverCPU reads used_cpu_user + used_cpu_sys of each server (each primary
 // of a cluster).
 func serverCPU(ctx context.Context, c redis.UniversalClient) (map[string]float64, error) {
+	var mu sync.Mutex
 	out := map[string]float64{}
 	read := func(ctx context.Context, n *redis.Client) error {
 		info, err := n.Info(ctx, "cpu").Result()
@@ -172,25 +431,14 @@ func serverCPU(ctx context.Context, c redis.UniversalClient) (map[string]float64
 				sum += f
 			}
 		}
+		mu.Lock()
 		out[n.Options().Addr] = sum
+		mu.Unlock()
 		return nil
 	}
 	if cc, ok := c.(*redis.ClusterClient); ok {
-		var mu = make(chan struct{}, 1)
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			mu <- struct{}{}
-			defer func() { <-mu }()
-			return read(ctx, n)
-		})
+		err := cc.ForEachMaster(ctx, read)
 		return out, err
 	}
 	return out, read(ctx, c.(*redis.Client))
-}
-
-func sortStrings(s []string) {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
 }

@@ -1,7 +1,8 @@
 // Package exampleutil holds what the example programs share: a Redis (the
 // one at REDIS_URL when it is set, else an embedded miniredis, so examples
-// run on a machine with nothing installed), event waiting and the
-// exactly-once tally.
+// run on a machine with nothing installed), event waiting, the
+// exactly-once tally and worker child processes (also used by
+// bench/throughput).
 package exampleutil
 
 import (
