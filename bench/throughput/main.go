@@ -121,6 +121,7 @@ func main() {
 	clusterAddrs := flag.String("cluster", "", "scale mode: a Redis Cluster's seed addresses (host:port,...; .ci/cluster-up starts 127.0.0.1:7000-7002); measures runner processes on one Redis and on the cluster")
 	procsList := flag.String("procs", "", "scale mode: numbers of runner processes to compare, e.g. 1,2,4 (the default with -cluster); without -cluster, on one Redis only")
 	nqueues := flag.Int("queues", 6, "scale mode: queues the jobs are spread over")
+	flag.Float64Var(&redisCap, "redis-cpu", 0, "scale mode: limit each Redis server (each primary) to this many CPUs while jobs run, with a Linux cgroup (needs root and local servers), so that Redis, not this machine's runners, is the limit, as when each shard is a host of its own")
 	flag.Parse()
 	*url = cmp.Or(*url, os.Getenv("REDIS_URL"), "redis://127.0.0.1:6379/0")
 	if *clusterAddrs != "" || *procsList != "" {

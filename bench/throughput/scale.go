@@ -64,6 +64,10 @@ type measure struct {
 	split      string // queues per server, on a cluster
 }
 
+// redisCap, if positive, is the CPUs each Redis server may use while jobs
+// run (-redis-cpu).
+var redisCap float64
+
 func scale(url string, addrs []string, procs []int, n, conc, nqueues, rounds int) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -80,6 +84,9 @@ func scale(url string, addrs []string, procs []int, n, conc, nqueues, rounds int
 	}
 	fmt.Printf("iterjob scale: %d no-op jobs over %d queues, concurrency %d per runner process; %s; %d rounds%s\n",
 		n, nqueues, conc, target, rounds, loadavg())
+	if redisCap > 0 {
+		fmt.Printf("each Redis server limited to %.2f CPU while the jobs run (cgroup)\n", redisCap)
+	}
 	results := make([][]measure, len(cases))
 	for round := range rounds {
 		for i, c := range cases {
@@ -205,6 +212,13 @@ func scaleRun(ctx context.Context, url string, sc scaleCase, n, conc, nqueues in
 		return m, err
 	}
 	defer ps.stop()
+	if redisCap > 0 {
+		caps, err := capServers(ctx, c, redisCap)
+		if err != nil {
+			return m, err
+		}
+		defer caps.undo()
+	}
 	cpu0, err := serverCPU(ctx, c)
 	if err != nil {
 		return m, err
