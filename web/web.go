@@ -228,8 +228,8 @@ type page struct {
 	// the page follows events from there (see live).
 	After    string
 	ReadOnly bool
-	Now                     time.Time
-	Data                    any
+	Now      time.Time
+	Data     any
 }
 
 func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, status int, name, title string, data any) {
