@@ -727,22 +727,14 @@ func (w *soak) leftovers(ctx context.Context) (leftovers, error) {
 // countHashes sums the sizes of the hashes whose names match pattern.
 func countHashes(ctx context.Context, c redis.UniversalClient, pattern string) (int64, error) {
 	var total int64
-	scan := func(ctx context.Context, n redis.Cmdable) error {
+	err := exampleutil.EachServer(ctx, c, func(ctx context.Context, n *redis.Client) error {
 		it := n.Scan(ctx, 0, pattern, 1000).Iterator()
 		for it.Next(ctx) {
 			total += n.HLen(ctx, it.Val()).Val()
 		}
 		return it.Err()
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		var mu sync.Mutex
-		return total, cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return scan(ctx, n)
-		})
-	}
-	return total, scan(ctx, c)
+	})
+	return total, err
 }
 
 // waitDrained waits until every job ran and nothing is left but the live
@@ -911,28 +903,16 @@ func (w *soak) printMemory() {
 // a cluster).
 func usedMemory(ctx context.Context, c redis.UniversalClient) (int64, error) {
 	var total int64
-	read := func(ctx context.Context, n *redis.Client) error {
+	err := exampleutil.EachServer(ctx, c, func(ctx context.Context, n *redis.Client) error {
 		info, err := n.Info(ctx, "memory").Result()
 		if err != nil {
 			return err
 		}
-		for line := range strings.Lines(info) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-				b, _ := strconv.ParseInt(v, 10, 64)
-				total += b
-			}
-		}
-		return nil
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		var mu sync.Mutex
-		return total, cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return read(ctx, n)
-		})
-	}
-	return total, read(ctx, c.(*redis.Client))
+		b, err := strconv.ParseInt(exampleutil.InfoValue(info, "used_memory"), 10, 64)
+		total += b
+		return err
+	})
+	return total, err
 }
 
 // rssKiB reads a process's resident set size from /proc.

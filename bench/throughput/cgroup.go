@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/iterjob/iterjob/internal/exampleutil"
 )
 
 // cpuCaps limits Redis servers' CPU with Linux cgroups (v1 "cpu" or v2), so
@@ -47,12 +49,7 @@ func capServers(ctx context.Context, c redis.UniversalClient, cpus float64) (*cp
 		if err != nil {
 			return err
 		}
-		pid := 0
-		for line := range strings.Lines(info) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-				pid, _ = strconv.Atoi(v)
-			}
-		}
+		pid, _ := strconv.Atoi(exampleutil.InfoValue(info, "process_id"))
 		if pid == 0 {
 			return fmt.Errorf("%s: no process_id in INFO", n.Options().Addr)
 		}
@@ -84,17 +81,7 @@ func capServers(ctx context.Context, c redis.UniversalClient, cpus float64) (*cp
 		caps.moved[pid] = from
 		return nil
 	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		sem := make(chan struct{}, 1)
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			return capOne(ctx, n)
-		})
-	} else {
-		err = capOne(ctx, c.(*redis.Client))
-	}
-	if err != nil {
+	if err := exampleutil.EachServer(ctx, c, capOne); err != nil {
 		caps.undo()
 		return nil, err
 	}

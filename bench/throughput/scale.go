@@ -430,29 +430,16 @@ func (ps *runnerProcs) stop() (int64, error) {
 // serverCPU reads used_cpu_user + used_cpu_sys of each server (each primary
 // of a cluster).
 func serverCPU(ctx context.Context, c redis.UniversalClient) (map[string]float64, error) {
-	var mu sync.Mutex
 	out := map[string]float64{}
-	read := func(ctx context.Context, n *redis.Client) error {
+	err := exampleutil.EachServer(ctx, c, func(ctx context.Context, n *redis.Client) error {
 		info, err := n.Info(ctx, "cpu").Result()
 		if err != nil {
 			return err
 		}
-		var sum float64
-		for line := range strings.Lines(info) {
-			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-			if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-				f, _ := strconv.ParseFloat(v, 64)
-				sum += f
-			}
-		}
-		mu.Lock()
-		out[n.Options().Addr] = sum
-		mu.Unlock()
+		user, _ := strconv.ParseFloat(exampleutil.InfoValue(info, "used_cpu_user"), 64)
+		sys, _ := strconv.ParseFloat(exampleutil.InfoValue(info, "used_cpu_sys"), 64)
+		out[n.Options().Addr] = user + sys
 		return nil
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		err := cc.ForEachMaster(ctx, read)
-		return out, err
-	}
-	return out, read(ctx, c.(*redis.Client))
+	})
+	return out, err
 }
