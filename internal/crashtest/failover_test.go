@@ -35,10 +35,12 @@ import (
 // milliseconds for certain (see replCluster.killPrimary): the workers'
 // fetches, acks and checkpoints of that time are lost, and a worker that
 // registered in that time loses its registration in the killed shard's
-// queues. Every job must still complete, nothing may be left in flight, and
-// every worker must be registered in all its queues again; a job may run
-// twice, and the saved cursor may go back, but not below what was
-// replicated.
+// queues. When the killed primary holds the iterable job's state, the
+// worker running the job is killed with it, so that a new run resumes from
+// the cursor the replica had. Every job must still complete, nothing may be
+// left in flight, and every worker must be registered in all its queues
+// again; a job may run twice, and the saved cursor may go back, but not
+// below what was replicated, and only items after it may run twice.
 //
 // The workers run with the library's default HeartbeatInterval and
 // DeadAfter (a failover takes well under DeadAfter, as the README asks),
@@ -375,6 +377,7 @@ func runFailover(t *testing.T, steps ...failoverStep) {
 		cursor int64
 	}
 	var floors []floor
+	var dead *worker // killed with a primary
 	progress, done := int64(0), int64(0)
 	for i, st := range steps {
 		testutil.Eventually(t, waitLong, func() bool {
@@ -402,16 +405,27 @@ func runFailover(t *testing.T, steps ...failoverStep) {
 			if st.shard == "job" {
 				// A worker starts just before the kill: its registration in
 				// the queues of the killed shard is lost, while the registry
-				// keeps it.
+				// keeps it. And the worker running the iterable job dies
+				// with the primary: a new run resumes from the cursor the
+				// replica had, and the reaper recovers the dead worker's
+				// in-flight jobs, those whose acks were lost included.
 				hold := opts
 				hold.hold = true
 				w := b.startWorker(hold)
 				workers = append(workers, w)
+				holder := slices.IndexFunc(workers, func(w *worker) bool {
+					return b.rdb.HExists(context.Background(), b.keys.Q(s.jobQueue).Inflight(w.id), s.iterID).Val()
+				})
+				require.GreaterOrEqual(t, holder, 0, "no worker holds the iterable job")
+				dead = workers[holder]
+				workers = slices.Delete(workers, holder, holder+1)
 				during = func(primary *clusterNode) {
 					w.release()
 					testutil.Eventually(t, waitLong, func() bool {
 						return primary.c.HExists(context.Background(), b.keys.Q(s.jobQueue).Procs(), w.id).Val()
 					}, "worker %s to register in queue %s", w.id, s.jobQueue)
+					dead.signal(syscall.SIGKILL)
+					dead.waitExit(10 * time.Second)
 				}
 			}
 			from, to, took, stopped, missed = s.rc.killPrimary(key, killLag, during)
@@ -423,6 +437,9 @@ func runFailover(t *testing.T, steps ...failoverStep) {
 		t.Logf("failover %d, %s shard, %s at %s: port %d -> %d; the cluster was ok with the new primary %s later; %d plain jobs done, saved cursor %d",
 			i+1, st.shard, how, time.Since(start).Round(time.Millisecond), from.port, to.port,
 			took.Round(time.Millisecond), done, floors[len(floors)-1].cursor)
+		if dead != nil {
+			t.Logf("worker %s, which ran the iterable job, was killed with the primary", dead.id)
+		}
 		if st.shard == "job" {
 			x.afterFailover()
 		}
@@ -513,6 +530,12 @@ func runFailover(t *testing.T, steps ...failoverStep) {
 		hi = i
 	}
 	t.Logf("iterable job: %d runs, %d of %d items processed more than once (items %d..%d)", st.Executions, repeated, failoverItems, lo, hi)
+	if dead != nil {
+		workers = append(workers, dead)
+	}
+	if x != nil {
+		workers = append(workers, x.w)
+	}
 	for _, w := range workers {
 		logFailoverRecords(t, w)
 	}
