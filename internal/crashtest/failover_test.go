@@ -529,7 +529,11 @@ func runFailover(t *testing.T, steps ...failoverStep) {
 		}
 		hi = i
 	}
-	t.Logf("iterable job: %d runs, %d of %d items processed more than once (items %d..%d)", st.Executions, repeated, failoverItems, lo, hi)
+	if repeated > 0 {
+		t.Logf("iterable job: %d runs, %d of %d items processed more than once (items %d..%d)", st.Executions, repeated, failoverItems, lo, hi)
+	} else {
+		t.Logf("iterable job: %d runs, every item processed once", st.Executions)
+	}
 	if dead != nil {
 		workers = append(workers, dead)
 	}
