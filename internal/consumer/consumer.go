@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -219,6 +220,9 @@ type Consumer struct {
 	recheck time.Duration // asked for by the last Reap
 
 	epoch string // the namespace's epoch, learnt at the first beat
+	// refused is set when a fetch found the process not registered in one
+	// of its queues; the next heartbeat registers it in them again.
+	refused atomic.Bool
 
 	pendMu  sync.Mutex
 	pend    []byte        // encoded events no queue change carried yet, joined by commas
@@ -423,6 +427,7 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*jobtype.Job, error) {
 	}
 	got, err := c.db.Fetch(ctx, c.cfg.ProcessID, n, c.order(), c.now(), c.ev.Publish)
 	if errors.Is(err, rdb.ErrReaped) {
+		c.refused.Store(true)
 		return nil, fmt.Errorf("%w: %s (heartbeat to register again)", ErrReaped, c.cfg.ProcessID)
 	}
 	if err != nil {
@@ -846,14 +851,28 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []jobtype.BusyJob, first 
 	}
 	c.beaten = true
 	c.epoch = reply.Epoch
-	if reply.Status == rdb.BeatAlive {
+	// A fetch refused while the registry still holds the process: a
+	// queue's registration alone was lost (on a cluster, the queue's shard
+	// failed over to a replica that lagged, while the registry's shard kept
+	// its writes), or a reaper unregistered it from a queue after it had
+	// registered again. Registering in the queues again is all it takes.
+	refused := c.refused.Swap(false)
+	if reply.Status == rdb.BeatAlive && !refused {
 		return BeatAlive, nil
 	}
 	// Registered again: the process may fetch again from its queues.
 	if err := c.db.RegisterIn(ctx, c.cfg.ProcessID, c.queueNames(), true, c.now()); err != nil {
+		if refused {
+			c.refused.Store(true)
+		}
 		return 0, fmt.Errorf("consumer: register in queues: %w", err)
 	}
-	if reply.Status == rdb.BeatReaped {
+	switch reply.Status {
+	case rdb.BeatAlive:
+		c.log.WarnContext(ctx, "consumer: registered again in its queues, which had lost its registration (a failover to a replica that lagged?)",
+			slog.String("process", c.cfg.ProcessID))
+		return BeatAlive, nil
+	case rdb.BeatReaped:
 		return BeatReaped, nil
 	}
 	return BeatDataLost, nil

@@ -15,12 +15,18 @@
 // port with an append-only file synced on every write, or, to lose all its
 // data on a restart, with no persistence.
 //
+// The failover tests (TestFailover...) run their own Redis Cluster of three
+// primaries with a replica each, and fail shards over while the workers
+// run: gracefully (CLUSTER FAILOVER), or by killing a primary whose replica
+// has missed its last writes (see failover_test.go).
+//
 // # Running
 //
 //	go test ./internal/crashtest/
 //
-// It needs Redis at TEST_REDIS_URL (default 127.0.0.1:6379) and redis-server
-// on the PATH; without them the tests skip, or fail when CI=true. A test that
-// kills workers at random instants logs its seed; set CRASHTEST_SEED to
-// replay it.
+// It needs Redis at TEST_REDIS_URL (default 127.0.0.1:6379), redis-server and
+// redis-cli on the PATH, and the local Redis Cluster of testutil.Cluster;
+// without them the tests skip, or fail when CI=true. -short skips the
+// failover tests (about 20 s each). A test that kills workers at random
+// instants logs its seed; set CRASHTEST_SEED to replay it.
 package crashtest

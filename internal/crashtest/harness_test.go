@@ -73,6 +73,9 @@ type bundle struct {
 	store *cursor.RedisStore
 	test  string // prefix of the keys the worker's jobs record into
 	nproc int    // workers started so far, to name them
+	// queues are the queues the workers work and the checks look at
+	// (default: the default queue).
+	queues []string
 }
 
 // setup returns a bundle on the real Redis, in a namespace of the test's
@@ -103,7 +106,7 @@ func newBundle(t *testing.T, url string, c redis.UniversalClient, ns string) *bu
 	require.NoError(t, err)
 	b := &bundle{
 		t: t, url: url, ns: ns, rdb: c, keys: rdb.NewKeys(ns), queue: qc, store: st,
-		test: "{" + ns + "}:crashtest:",
+		test: "{" + ns + "}:crashtest:", queues: []string{queue.QueueDefault},
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -117,18 +120,26 @@ func newBundle(t *testing.T, url string, c redis.UniversalClient, ns string) *bu
 func (b *bundle) describe() string {
 	ctx := context.Background()
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "queued %d", b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Val())
-	for _, set := range []string{"scheduled", "retry", "dead"} {
-		fmt.Fprintf(&sb, ", %s %d", set, b.rdb.ZCard(ctx, b.keys.Q(queue.QueueDefault).Set(set)).Val())
+	for i, q := range b.queues {
+		if i > 0 {
+			sb.WriteString("; ")
+		}
+		if len(b.queues) > 1 {
+			fmt.Fprintf(&sb, "queue %s: ", q)
+		}
+		fmt.Fprintf(&sb, "queued %d", b.rdb.LLen(ctx, b.keys.Q(q).Jobs()).Val())
+		for _, set := range []string{"scheduled", "retry", "dead"} {
+			fmt.Fprintf(&sb, ", %s %d", set, b.rdb.ZCard(ctx, b.keys.Q(q).Set(set)).Val())
+		}
+		inflight, _ := b.rdb.Keys(ctx, b.keys.Q(q).Inflight("*")).Result()
+		for _, k := range inflight {
+			ids := b.rdb.HKeys(ctx, k).Val()
+			fmt.Fprintf(&sb, ", %d in flight in %s %v", len(ids), k, ids[:min(len(ids), 5)])
+		}
 	}
 	procs := b.rdb.ZRangeWithScores(ctx, b.keys.Procs(), 0, -1).Val()
 	for _, p := range procs {
 		fmt.Fprintf(&sb, ", process %v (last beat %s ago)", p.Member, time.Since(time.UnixMilli(int64(p.Score))).Round(time.Millisecond))
-	}
-	inflight, _ := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
-	for _, k := range inflight {
-		ids := b.rdb.HKeys(ctx, k).Val()
-		fmt.Fprintf(&sb, ", %d in flight in %s %v", len(ids), k, ids[:min(len(ids), 5)])
 	}
 	fmt.Fprintf(&sb, ", %d distinct jobs completed", b.hlen(b.completionsKey()))
 	return sb.String()
@@ -156,6 +167,14 @@ type workerOpts struct {
 	// HeartbeatInterval and DeadAfter instead of the worker's short ones
 	// (heartbeat and deadAfter must then be zero).
 	libraryRecovery bool
+	// clusterReload is a cluster client's ClusterStateReloadInterval (zero:
+	// go-redis's default).
+	clusterReload time.Duration
+	// queues the worker works (nil: the bundle's).
+	queues []string
+	// hold makes startWorker return once the worker has connected to
+	// Redis, before its runner starts: worker.release starts it.
+	hold bool
 }
 
 // worker is one running worker process.
@@ -177,7 +196,14 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	id := fmt.Sprintf("%s-w%d", b.ns, b.nproc)
 	// The URL goes in the environment: a password on the command line is
 	// visible to every user of the machine.
-	args := []string{"-ns", b.ns, "-process-id", id}
+	args := []string{"-ns", b.ns, "-process-id", id, "-records", b.test}
+	qs := b.queues
+	if o.queues != nil {
+		qs = o.queues
+	}
+	if !slices.Equal(qs, []string{queue.QueueDefault}) {
+		args = append(args, "-queues", strings.Join(qs, ","))
+	}
 	addDur := func(name string, d time.Duration) {
 		if d != 0 {
 			args = append(args, "-"+name, d.String())
@@ -201,6 +227,10 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 	}
 	addDur("shutdown-timeout", o.shutdownTimeout)
 	addDur("item-sleep", o.itemSleep)
+	addDur("cluster-reload", o.clusterReload)
+	if o.hold {
+		args = append(args, "-hold")
+	}
 
 	dir := os.Getenv("CRASHTEST_LOGDIR") // keep the logs there, to read after a failure
 	if dir == "" {
@@ -235,15 +265,41 @@ func (b *bundle) startWorker(o workerOpts) *worker {
 			w.dumpLog(40)
 		}
 	})
-	testutil.Eventually(t, 20*time.Second, func() bool {
-		select {
-		case <-w.exited:
-			t.Fatalf("worker %s exited before registering: %v\n%s", id, w.err, w.tail(30))
-		default:
-		}
-		return b.rdb.ZScore(context.Background(), b.keys.Procs(), id).Err() == nil
-	}, "worker %s to register", id)
+	if o.hold {
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			w.requireRunning()
+			return w.logCount("worker: holding until SIGUSR1") > 0
+		}, "worker %s to connect", id)
+		return w
+	}
+	w.waitRegistered()
 	return w
+}
+
+// release starts the runner of a worker started with workerOpts.hold and
+// waits until it has registered.
+func (w *worker) release() {
+	w.b.t.Helper()
+	w.signal(syscall.SIGUSR1)
+	w.waitRegistered()
+}
+
+// waitRegistered waits until the worker has registered in Redis.
+func (w *worker) waitRegistered() {
+	w.b.t.Helper()
+	testutil.Eventually(w.b.t, 20*time.Second, func() bool {
+		w.requireRunning()
+		return w.b.rdb.ZScore(context.Background(), w.b.keys.Procs(), w.id).Err() == nil
+	}, "worker %s to register", w.id)
+}
+
+// requireRunning fails the test if the worker has exited.
+func (w *worker) requireRunning() {
+	select {
+	case <-w.exited:
+		w.b.t.Fatalf("worker %s exited at start: %v\n%s", w.id, w.err, w.tail(30))
+	default:
+	}
 }
 
 // signal sends sig to the worker.
@@ -476,23 +532,30 @@ func (b *bundle) hlen(key string) int64 {
 // flight in any process, not scheduled, retrying or dead.
 func (b *bundle) requireDrained() {
 	b.t.Helper()
+	for _, q := range b.queues {
+		b.requireQueueDrained(b.keys.Q(q))
+	}
+}
+
+func (b *bundle) requireQueueDrained(qk rdb.QKeys) {
+	b.t.Helper()
 	ctx := context.Background()
-	queued, err := b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Result()
+	queued, err := b.rdb.LLen(ctx, qk.Jobs()).Result()
 	require.NoError(b.t, err)
-	require.Zero(b.t, queued, "jobs left in the queue")
-	for _, set := range []string{b.keys.Q(queue.QueueDefault).Sched(), b.keys.Q(queue.QueueDefault).Retry(), b.keys.Q(queue.QueueDefault).Dead()} {
+	require.Zero(b.t, queued, "jobs left in queue %s", qk.Name())
+	for _, set := range []string{qk.Sched(), qk.Retry(), qk.Dead()} {
 		n, err := b.rdb.ZCard(ctx, set).Result()
 		require.NoError(b.t, err)
 		if n > 0 {
 			members, _ := b.rdb.ZRange(ctx, set, 0, 4).Result()
 			var errs []string
 			for _, m := range members {
-				errs = append(errs, b.rdb.HGet(ctx, b.keys.Q(queue.QueueDefault).Errors(), m).Val())
+				errs = append(errs, b.rdb.HGet(ctx, qk.Errors(), m).Val())
 			}
 			require.Zero(b.t, n, "jobs left in %s; first errors: %q", set, errs)
 		}
 	}
-	inflight, err := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
+	inflight, err := b.rdb.Keys(ctx, qk.Inflight("*")).Result()
 	require.NoError(b.t, err)
 	for _, k := range inflight {
 		n, err := b.rdb.HLen(ctx, k).Result()
@@ -789,12 +852,15 @@ func (b *bundle) waitCompleted(jobs int) (stranded []string) {
 // onlyInFlight reports whether no job waits in a queue or a sorted set.
 func (b *bundle) onlyInFlight() bool {
 	ctx := context.Background()
-	if b.rdb.LLen(ctx, b.keys.Q(queue.QueueDefault).Jobs()).Val() != 0 {
-		return false
-	}
-	for _, set := range []string{b.keys.Q(queue.QueueDefault).Sched(), b.keys.Q(queue.QueueDefault).Retry(), b.keys.Q(queue.QueueDefault).Dead()} {
-		if b.rdb.ZCard(ctx, set).Val() != 0 {
+	for _, q := range b.queues {
+		qk := b.keys.Q(q)
+		if b.rdb.LLen(ctx, qk.Jobs()).Val() != 0 {
 			return false
+		}
+		for _, set := range []string{qk.Sched(), qk.Retry(), qk.Dead()} {
+			if b.rdb.ZCard(ctx, set).Val() != 0 {
+				return false
+			}
 		}
 	}
 	return true
@@ -804,9 +870,11 @@ func (b *bundle) onlyInFlight() bool {
 func (b *bundle) inFlight() []string {
 	ctx := context.Background()
 	var ids []string
-	keys, _ := b.rdb.Keys(ctx, b.keys.Q(queue.QueueDefault).Inflight("*")).Result()
-	for _, k := range keys {
-		ids = append(ids, b.rdb.HKeys(ctx, k).Val()...)
+	for _, q := range b.queues {
+		keys, _ := b.rdb.Keys(ctx, b.keys.Q(q).Inflight("*")).Result()
+		for _, k := range keys {
+			ids = append(ids, b.rdb.HKeys(ctx, k).Val()...)
+		}
 	}
 	return ids
 }

@@ -6,15 +6,18 @@
 // Kinds:
 //
 //   - "items" (iterable): enumerates enumerators.Range(0, n) and records each
-//     item with HINCRBY {ns}:crashtest:items:<jid> <item> 1, after sleeping
+//     item with HINCRBY <records>items:<jid> <item> 1, after sleeping
 //     -item-sleep. With crash_at set, item crash_at kills the process (a job
 //     that crashes its worker every time: a poison pill). With
 //     -retry-records, a record that fails (Redis is down) is tried again for
 //     up to a minute instead of failing the item.
-//   - "plain": records its start (HINCRBY {ns}:crashtest:starts <jid> 1 and
-//     RPUSH {ns}:crashtest:start-log:<jid> "<pid> <unix ms>"), sleeps
+//   - "plain": records its start (HINCRBY <records>starts <jid> 1 and
+//     RPUSH <records>start-log:<jid> "<pid> <unix ms>"), sleeps
 //     sleep_ms from its arguments, then records its completion (HINCRBY
-//     {ns}:crashtest:completions <jid> 1).
+//     <records>completions <jid> 1).
+//
+// <records> is the -records prefix, by default "{ns}:crashtest:" (the
+// namespace's global hash-tag group).
 //
 // It runs runner.Run, so real signals drive it (SIGTSTP quiet, SIGTERM stop,
 // a second SIGTERM hard stop), and exits 0 after a graceful stop, 1 on error.
@@ -28,8 +31,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -37,6 +42,7 @@ import (
 	"github.com/iterjob/iterjob/enumerators"
 	"github.com/iterjob/iterjob/internal/redact"
 	"github.com/iterjob/iterjob/iterable"
+	"github.com/iterjob/iterjob/queue"
 	"github.com/iterjob/iterjob/runner"
 )
 
@@ -52,7 +58,8 @@ type PlainArgs struct {
 }
 
 // keys builds the keys the jobs record their effects in. They live under the
-// runner's namespace hash tag so that a test's namespace cleanup removes them.
+// runner's namespace (by default in its global hash-tag group) so that a
+// test's namespace cleanup removes them.
 type keys struct{ p string }
 
 func (k keys) items(jid string) string    { return k.p + "items:" + jid }
@@ -142,6 +149,10 @@ func run() error {
 		retryRec   = flag.Bool("retry-records", false, "retry an item's record while Redis is down instead of failing the item")
 		backoff    = flag.Duration("backoff", 100*time.Millisecond, "wait before retrying a failed job")
 		level      = flag.String("log-level", "info", "debug, info, warn or error")
+		records    = flag.String("records", "", `prefix of the keys the jobs record into (default "{<ns>}:crashtest:")`)
+		queues     = flag.String("queues", "", `queues to work, as "a:1,b:2" (default: the default queue)`)
+		reload     = flag.Duration("cluster-reload", 0, "a Redis Cluster client's ClusterStateReloadInterval (0: go-redis's default)")
+		hold       = flag.Bool("hold", false, "connect to Redis, then wait for SIGUSR1 before starting the runner")
 	)
 	flag.Parse()
 	if *ns == "" {
@@ -157,7 +168,10 @@ func run() error {
 	var rdb redis.UniversalClient
 	if addrs, ok := strings.CutPrefix(*url, "cluster:"); ok {
 		// A Redis Cluster: "cluster:host:port,host:port".
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), ClientName: *procID, DialTimeout: time.Second})
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: strings.Split(addrs, ","), ClientName: *procID, DialTimeout: time.Second,
+			ClusterStateReloadInterval: *reload,
+		})
 	} else {
 		opts, err := redis.ParseURL(*url)
 		if err != nil {
@@ -173,7 +187,14 @@ func run() error {
 	}
 	defer rdb.Close()
 
-	k := keys{p: "{" + *ns + "}:crashtest:"}
+	k := keys{p: cmp.Or(*records, "{"+*ns+"}:crashtest:")}
+	var qs []queue.QueueWeight
+	if *queues != "" {
+		var err error
+		if qs, err = queue.ParseQueues(*queues); err != nil {
+			return fmt.Errorf("-queues: %w", err)
+		}
+	}
 	reg := runner.NewRegistry()
 	runner.RegisterIterable(reg, "items", &items{rdb: rdb, k: k, sleep: *itemSleep, retry: *retryRec}, nil)
 	runner.Register(reg, "plain", &plain{rdb: rdb, k: k}, nil)
@@ -181,13 +202,25 @@ func run() error {
 	b := *backoff
 	r, err := runner.New(runner.Config{
 		Redis: rdb, Registry: reg, Namespace: *ns, Logger: log, ProcessID: *procID,
-		Concurrency: *conc, CheckpointInterval: *checkpoint,
+		Concurrency: *conc, Queues: qs, CheckpointInterval: *checkpoint,
 		HeartbeatInterval: *heartbeat, DeadAfter: *deadAfter, MaxRecoveries: *maxRecov,
 		ShutdownTimeout: *stopTO, Backoff: func(int) time.Duration { return b },
 		PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		return err
+	}
+	if *hold {
+		// Connected (a cluster client has its slot map and the commands'
+		// routing), the runner starts at once when told.
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		if err := rdb.Exists(context.Background(), k.starts()).Err(); err != nil {
+			return fmt.Errorf("first round trip: %w", err)
+		}
+		log.Info("worker: holding until SIGUSR1")
+		<-usr1
+		signal.Stop(usr1)
 	}
 	log.Info("worker: starting", slog.Int("pid", os.Getpid()), slog.String("process", r.ProcessID()))
 	if err := r.Run(context.Background()); err != nil {
