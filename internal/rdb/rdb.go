@@ -31,9 +31,14 @@ type DB struct {
 
 // New returns a DB on namespace ns. On a *redis.ClusterClient it calls one
 // script per queue and appends events to the stream with calls of their
-// own; elsewhere one call may span queues and appends its events itself.
+// own, and adds a hook to the client that reloads the cluster's layout
+// after a failover (see followFailovers); elsewhere one call may span
+// queues and appends its events itself.
 func New(c redis.UniversalClient, ns string) *DB {
-	_, cluster := c.(*redis.ClusterClient)
+	cc, cluster := c.(*redis.ClusterClient)
+	if cluster {
+		followFailovers(cc)
+	}
 	return &DB{C: c, Keys: NewKeys(ns), EventsMax: EventsMaxDefault, cluster: cluster}
 }
 
