@@ -82,6 +82,8 @@ func TestWorkerAndEnqueuerProcesses(t *testing.T) {
 		require.NoError(t, w.cmd.Start())
 		go func() { w.done <- w.cmd.Wait() }()
 		all = append(all, w)
+		// Up, with its signal handlers in place.
+		testutil.Eventually(t, 30*time.Second, func() bool { return strings.Contains(w.out.String(), "runner: started") }, "%s to start", name)
 		return w
 	}
 	t.Cleanup(func() {
@@ -116,12 +118,16 @@ func TestWorkerAndEnqueuerProcesses(t *testing.T) {
 		return n
 	}
 
-	w1, w2, w3 := start("w1"), start("w2"), start("w3")
+	// w1 starts alone, so that the reindex runs are its own when the
+	// deploy reaches it (with all three workers up, another one may take
+	// them all and the deploy interrupt none).
+	w1 := start("w1")
 	const docs = 3000
 	for _, tenant := range []string{"a", "b", "c"} {
 		require.Contains(t, enqueuer("reindex", tenant, fmt.Sprint(docs)), "enqueued reindex ")
 	}
 	testutil.Eventually(t, 60*time.Second, func() bool { return hlen(ns+":index:a") > 300 }, "reindex started")
+	w2, w3 := start("w2"), start("w3")
 
 	// Rolling deploy: w1 quiets first (as a preStop hook would), then stops.
 	require.NoError(t, w1.cmd.Process.Signal(syscall.SIGTSTP))
