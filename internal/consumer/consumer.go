@@ -223,6 +223,9 @@ type Consumer struct {
 	// refused is set when a fetch found the process not registered in one
 	// of its queues; the next heartbeat registers it in them again.
 	refused atomic.Bool
+	// troubled is when a heartbeat or reap last failed (UnixNano; 0:
+	// never): for two intervals after, Reap takes no quick path.
+	troubled atomic.Int64
 
 	pendMu  sync.Mutex
 	pend    []byte        // encoded events no queue change carried yet, joined by commas
@@ -847,6 +850,7 @@ func (c *Consumer) heartbeat(ctx context.Context, busy []jobtype.BusyJob, first 
 		Epoch: c.epoch, NewEpoch: rdb.NewID(),
 	})
 	if err != nil {
+		c.troubled.Store(time.Now().UnixNano())
 		return 0, fmt.Errorf("consumer: heartbeat: %w", err)
 	}
 	c.beaten = true
@@ -916,8 +920,19 @@ func (c *Consumer) procTTL() time.Duration { return c.cfg.DeadAfter * 2 }
 // returns how many jobs it recovered. Call it twice per heartbeat interval,
 // and again after NextReap.
 func (c *Consumer) Reap(ctx context.Context) (int, error) {
-	res, err := c.db.Reap(ctx, c.cfg.DeadAfter, c.cfg.HeartbeatInterval*3/2, c.cfg.ProcessID)
+	// The quick path judges others by their liveness connections: not
+	// while this process's own calls were failing lately (a failover or
+	// restart drops every connection, and the others need up to an
+	// interval to beat and reconnect after it).
+	c.mu.Lock()
+	alive := c.alive
+	c.mu.Unlock()
+	if t := c.troubled.Load(); t != 0 && time.Since(time.Unix(0, t)) < 2*c.cfg.HeartbeatInterval {
+		alive = ""
+	}
+	res, err := c.db.Reap(ctx, c.cfg.DeadAfter, c.cfg.HeartbeatInterval*3/2, c.cfg.ProcessID, alive)
 	if err != nil {
+		c.troubled.Store(time.Now().UnixNano())
 		return 0, fmt.Errorf("consumer: reap: %w", err)
 	}
 	c.mu.Lock()

@@ -2,9 +2,12 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/iterjob/iterjob/internal/consumer"
@@ -190,5 +193,70 @@ func TestHeartbeatTellsDataLossFromReapAndJobsArePutBack(t *testing.T) {
 		status, err = b.cons.Heartbeat(ctx, nil)
 		require.NoError(t, err)
 		require.Equal(t, consumer.BeatReaped, status)
+	})
+}
+
+// failing makes every command of a client fail while it is set.
+type failing struct{ on *atomic.Bool }
+
+func (f failing) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f failing) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if f.on.Load() {
+			return errors.New("injected: connection lost")
+		}
+		return next(ctx, cmds)
+	}
+}
+func (f failing) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if f.on.Load() {
+			return errors.New("injected: connection lost")
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// For two heartbeat intervals after its own heartbeat failed (a failover or
+// restart, which also drops every other process's connections), a reaper
+// takes no quick path: a silent process without its liveness connection is
+// not even marked. After that, it is.
+func TestReaperTakesNoQuickPathRightAfterItsOwnCallsFailed(t *testing.T) {
+	t.Parallel()
+	testutil.EachRedis(t, func(t *testing.T, r testutil.Redis) {
+		ctx := t.Context()
+		const hb = time.Second
+		var fail atomic.Bool
+		reaper, err := consumer.New(testutil.HookedClient(t, r, failing{&fail}),
+			consumer.Config{Namespace: r.Namespace, Logger: quiet, HeartbeatInterval: hb, DeadAfter: time.Hour})
+		require.NoError(t, err)
+		require.NoError(t, reaper.Start(ctx))
+		t.Cleanup(func() { _ = reaper.Stop(context.Background()) })
+		db := rdb.New(r.Client, r.Namespace)
+		reply, err := db.Heartbeat(ctx, rdb.Beat{ProcID: "lonely", Info: []byte("{}"), Busy: []byte("[]"), TTL: time.Hour,
+			First: true, Alive: db.Keys.Alive("lonely"), Interval: hb, NewEpoch: "e"})
+		require.NoError(t, err)
+		require.Equal(t, rdb.BeatAlive, reply.Status)
+		time.Sleep(hb * 8 / 5) // silent for longer than 1.5 intervals
+
+		fail.Store(true)
+		_, err = reaper.Heartbeat(ctx, nil)
+		require.Error(t, err)
+		fail.Store(false)
+		failed := time.Now()
+		for time.Since(failed) < hb {
+			_, err := reaper.Reap(ctx)
+			require.NoError(t, err)
+			require.Zero(t, reaper.NextReap(), "no quick path right after the reaper's own heartbeat failed")
+			require.Empty(t, r.Client.HGet(ctx, db.Keys.Proc("lonely"), "gone").Val())
+			time.Sleep(hb / 10) // the reap cadence, not a wait for a condition
+		}
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			_, err := reaper.Reap(ctx)
+			require.NoError(t, err)
+			return reaper.NextReap() > 0
+		}, "the quick path to mark the silent process once the reaper's trouble is two intervals old")
+		require.GreaterOrEqual(t, time.Since(failed), 2*hb)
+		require.NoError(t, r.Client.Del(context.Background(), db.Keys.Proc("lonely")).Err())
 	})
 }

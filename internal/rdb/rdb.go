@@ -592,9 +592,11 @@ type Reaped struct {
 }
 
 // Reap recovers the in-flight jobs of dead processes (see reapScript):
-// silent for deadAfter, or for look and without their liveness connection.
-// It reaps every queue of the namespace for each, then forgets them.
-func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self string) (Reaped, error) {
+// silent for deadAfter, or for look and without their liveness connection,
+// the latter only when the server sees the reaper's own liveness channel
+// alive ("" turns that quick path off). It reaps every queue of the
+// namespace for each, then forgets them.
+func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self, alive string) (Reaped, error) {
 	cand, err := reapCandidatesScript.Run(ctx, db.C, []string{db.Keys.Procs(), db.Keys.Reaping()},
 		look.Milliseconds(), self).Slice()
 	if err != nil {
@@ -611,7 +613,7 @@ func (db *DB) Reap(ctx context.Context, deadAfter, look time.Duration, self stri
 	var reap []string // the processes found dead now, then those being reaped
 	if nsilent > 0 {
 		keys := []string{db.Keys.Procs(), db.Keys.Reaping()}
-		args := []any{deadAfter.Milliseconds(), look.Milliseconds()}
+		args := []any{deadAfter.Milliseconds(), look.Milliseconds(), alive}
 		for _, v := range cand[1 : 1+nsilent] {
 			id := toString(v)
 			keys = append(keys, db.Keys.Proc(id))

@@ -919,12 +919,19 @@ return out
 // be taken for dead, the quick path needs a process that missed its beats
 // (silent for 1.5 of its intervals) and was seen without a subscriber by two
 // reaps at least half an interval apart, with no beat in between (a beat
-// clears the mark the first reap leaves, field 'gone' of its hash).
+// clears the mark the first reap leaves, field 'gone' of its hash). The
+// quick path is only taken by a reaper whose own liveness connection the
+// server sees: after a failover or restart, the new server knows no
+// subscription at all until each process reconnects, and a reaper that has
+// not itself reconnected cannot tell the dead from the reconnecting. The
+// caller passes no channel (the quick path off) while its own calls have
+// been failing recently, for the same reason.
 //
 // KEYS[1] procs set, KEYS[2] reaping set, KEYS[3..] the process hashes of
 // the candidates, in ARGV order
 // ARGV[1] DeadAfter (ms), ARGV[2] how long a process must be silent to be
-// looked at (ms), ARGV[3..] the candidates' ids
+// looked at (ms), ARGV[3] the reaper's own liveness channel ('': no quick
+// path), ARGV[4..] the candidates' ids
 //
 // Returns {ms until a process seen without its liveness connection may be
 // confirmed dead (-1: none pending), ids of the processes found dead}.
@@ -937,13 +944,14 @@ local function recheck(ms)
   if ms < 1 then ms = 1 end
   if out[1] < 0 or ms < out[1] then out[1] = ms end
 end
-for i = 3, #ARGV do
-  local id, pk = ARGV[i], KEYS[i]
+local quick = ARGV[3] ~= '' and redis.call('PUBSUB', 'NUMSUB', ARGV[3])[2] > 0
+for i = 4, #ARGV do
+  local id, pk = ARGV[i], KEYS[i - 1]
   -- It may have beaten since it was listed.
   local beat = tonumber(redis.call('ZSCORE', KEYS[1], id) or '')
   if beat and beat <= look_cut then
     local dead = beat <= dead_cut
-    if not dead then
+    if not dead and quick then
       local f = redis.call('HMGET', pk, 'alive', 'hb', 'gone')
       local hb = tonumber(f[2] or '')
       if f[1] and f[1] ~= '' and hb and beat <= now - 1.5 * hb then
