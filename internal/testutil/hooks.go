@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -14,7 +15,9 @@ import (
 type AfterHook struct {
 	Match func(redis.Cmder) bool
 	Fn    func()
-	fired bool
+	// fired is set once Fn ran; the client may run commands from several
+	// goroutines (a subscription's reads among them).
+	fired atomic.Bool
 }
 
 // DialHook implements redis.Hook.
@@ -29,8 +32,7 @@ func (h *AfterHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 func (h *AfterHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		if !h.fired && h.Match(cmd) {
-			h.fired = true
+		if h.Match(cmd) && h.fired.CompareAndSwap(false, true) {
 			h.Fn()
 		}
 		return err
