@@ -930,7 +930,7 @@ return out
 // KEYS[1] procs set, KEYS[2] reaping set, KEYS[3..] the process hashes of
 // the candidates, in ARGV order
 // ARGV[1] DeadAfter (ms), ARGV[2] how long a process must be silent to be
-// looked at (ms), ARGV[3] the reaper's own liveness channel ('': no quick
+// looked at (ms), ARGV[3] the reaper's own liveness channel (empty: no quick
 // path), ARGV[4..] the candidates' ids
 //
 // Returns {ms until a process seen without its liveness connection may be
