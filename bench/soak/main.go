@@ -296,12 +296,7 @@ func runChild() error {
 	if err != nil {
 		return err
 	}
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("up, pid %d\n", os.Getpid())
-	<-ctx.Done()
-	return r.Stop(context.Background())
+	return exampleutil.RunWorker(ctx, r)
 }
 
 // proc is one worker process as the parent saw it.

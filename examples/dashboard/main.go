@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -144,20 +143,6 @@ func run(ctx context.Context, addr string, out io.Writer) error {
 		_ = d.run.Stop(ctx)
 		return err
 	}
-	hs := &http.Server{Handler: d.handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-sd.Reached(shutdown.Stopping)
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
 	fmt.Fprintf(out, "dashboard: using %s\ndashboard: open http://%s/jobs/\n", where, ln.Addr())
-	err = hs.Serve(ln)
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = d.run.Stop(sctx)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return exampleutil.Serve(ln, d.handler, sd, d.run)
 }

@@ -28,7 +28,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -117,20 +116,7 @@ func credit(ctx context.Context, db execer, a InterestArgs, accts []Account) err
 	return err
 }
 
-func main() {
-	child := flag.Bool("child", false, "run as the worker child process")
-	flag.Parse()
-	var err error
-	if *child {
-		err = runChild()
-	} else {
-		err = run(context.Background())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "exactlyonce:", err)
-		os.Exit(1)
-	}
-}
+func main() { exampleutil.Main("exactlyonce", runChild, run) }
 
 // runChild is the worker. The parent passes its settings in the
 // environment.
@@ -167,12 +153,7 @@ func runChild() error {
 	if err != nil {
 		return err
 	}
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("worker up (pid %d)\n", os.Getpid())
-	<-ctx.Done()
-	return r.Stop(context.Background())
+	return exampleutil.RunWorker(ctx, r)
 }
 
 func run(ctx context.Context) error {

@@ -26,7 +26,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -144,20 +143,7 @@ func (r Receipt) Perform(ctx context.Context, a ReceiptArgs) error {
 	return err
 }
 
-func main() {
-	child := flag.Bool("child", false, "run as the worker child process")
-	flag.Parse()
-	var err error
-	if *child {
-		err = runChild()
-	} else {
-		err = run(context.Background())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "payments:", err)
-		os.Exit(1)
-	}
-}
+func main() { exampleutil.Main("payments", runChild, run) }
 
 // runChild is the worker: a drainer, and a runner that runs the workflow
 // and the receipts. The parent passes its settings in the environment.
@@ -213,12 +199,7 @@ func runChild() error {
 	if err != nil {
 		return err
 	}
-	if err := r.Start(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("worker up (pid %d)\n", os.Getpid())
-	<-ctx.Done()
-	return r.Stop(context.Background())
+	return exampleutil.RunWorker(ctx, r)
 }
 
 // service is the fake payment service: it charges once per idempotency

@@ -13,12 +13,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -58,20 +56,6 @@ func run(ctx context.Context, addr string, out *os.File) error {
 	}
 	stopSignals := sd.HandleSignals(ctx)
 	defer stopSignals()
-	hs := &http.Server{Handler: srv.handler, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-sd.Reached(shutdown.Stopping)
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
 	fmt.Fprintf(out, "progress: using %s\nprogress: open http://%s/\n", where, ln.Addr())
-	err = hs.Serve(ln)
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = srv.stop(sctx)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return exampleutil.Serve(ln, srv.handler, sd, srv.run)
 }
